@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make bench` and `make test` (both create .venv first).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+METHOD   ?= patchcore_fpfh
+DATASET  ?= synthetic
+PROTOCOL ?=
+ROOT     ?=
+PAPER    ?=
+RUN      ?=
+ARGS     ?=
+
+.PHONY: setup bench test test-slow tables perf lint clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg requirements/constraints.txt
+	bash scripts/system_deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[faiss,dev]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m benchmark run --method $(METHOD) --dataset $(DATASET) \
+		$(if $(ROOT),--root $(ROOT)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
+		$(if $(RUN),--out $(RUN)) $(ARGS)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow $(ARGS)
+
+tables: $(STAMP)
+	$(PY) -m benchmark tables --paper $(PAPER) --regenerate $(ARGS)
+
+perf: $(STAMP)
+	$(PY) -m benchmark perf $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,16 @@
+"""`python -m benchmark compare` (not implemented yet: issue 6)."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.commands._pending import pending
+
+HELP = "compare (not implemented yet, issue 6)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+execute = pending("compare", "issue 6")

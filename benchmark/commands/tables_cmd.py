@@ -1,0 +1,16 @@
+"""`python -m benchmark tables` (not implemented yet: issue 6)."""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmark.commands._pending import pending
+
+HELP = "tables (not implemented yet, issue 6)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+execute = pending("tables", "issue 6")

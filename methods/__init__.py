@@ -1,0 +1,1 @@
+"""Built-in methods: every module here registers its entries on import."""

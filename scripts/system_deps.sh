@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system libraries the Python stack needs (open3d needs libusb-1.0).
+# As root it installs what is missing with apt-get; otherwise it says what to install and fails.
+set -euo pipefail
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    echo "error: open3d needs the system library(ies) ${missing[*]}." >&2
+    echo "       install them first, e.g.: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
