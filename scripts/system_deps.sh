@@ -3,7 +3,11 @@
 # As root it installs what is missing with apt-get; otherwise it says what to install and fails.
 set -euo pipefail
 missing=()
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+has() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+has 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)           # import open3d
+has 'libEGL.so.1' || missing+=(libegl1)                     # offscreen rendering (EGL)
+has 'libEGL_mesa.so.0' || missing+=(libegl-mesa0)
+ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || missing+=(libgl1-mesa-dri)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${missing[*]}"
