@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-METHOD   ?= patchcore_fpfh
+METHOD   ?= btf_fpfh
 DATASET  ?= synthetic
 PROTOCOL ?=
 ROOT     ?=

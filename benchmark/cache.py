@@ -72,6 +72,12 @@ def cached_dir(kind: str, recipe: dict[str, Any], build: Callable[[Path], None])
     return final
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -82,6 +88,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results must stay shareable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

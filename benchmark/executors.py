@@ -1,0 +1,123 @@
+"""Where jobs run: in this process, in a pool of processes, or on Slurm through submitit.
+
+An executor has a ``name`` and ``map(fn, arg_tuples)``, which yields ``(args, outcome)`` as jobs
+finish, in any order; ``outcome`` is ``fn(*args)`` or the exception that killed the worker
+(the job function itself never raises: it records its own failures).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import ConfigError
+
+EXECUTORS = ("local", "processes", "slurm")
+Outcome = tuple[tuple[Any, ...], Any]
+
+
+class LocalExecutor:
+    """Runs jobs one after the other in this process (the default)."""
+
+    name = "local"
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Outcome]:
+        for a in args:
+            yield a, fn(*a)
+
+
+class ProcessExecutor:
+    """A pool of `workers` fresh processes (spawned; one job per process, so a crash, a leak or
+    a peak-memory reading stays with its job)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.workers = workers
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Outcome]:
+        if not args:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+            futures = {pool.submit(fn, *a): a for a in args}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    try:
+                        yield futures[fut], fut.result()
+                    except Exception as err:  # the worker process died (OOM kill, segfault)
+                        yield futures[fut], err
+
+
+class SlurmExecutor:
+    """Submits each job as a Slurm array task through submitit.
+
+    `cluster` is passed to ``submitit.AutoExecutor``: None picks Slurm when available, "local"
+    runs the same submission machinery with local subprocesses (used by the tests), "debug" runs
+    in this process. `partition`, `time_min`, `gpus`, `cpus`, `mem_gb` and any extra
+    ``slurm_*`` parameters are passed through.
+    """
+
+    name = "slurm"
+
+    def __init__(self, folder: str | Path, *, cluster: str | None = None,
+                 partition: str | None = None, time_min: int = 240, gpus: int = 0,
+                 cpus: int | None = None, mem_gb: float | None = None, parallelism: int = 64,
+                 poll_s: float = 1.0, extra: dict[str, Any] | None = None) -> None:
+        try:
+            import submitit
+        except ImportError as err:
+            raise ConfigError("the slurm executor needs submitit (pip install submitit)") from err
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        params: dict[str, Any] = {"timeout_min": int(time_min), "gpus_per_node": int(gpus),
+                                  "slurm_array_parallelism": int(parallelism),
+                                  "name": "benchmark3dad"}
+        if partition:
+            params["slurm_partition"] = partition
+        if cpus:
+            params["cpus_per_task"] = int(cpus)
+        if mem_gb:
+            params["mem_gb"] = float(mem_gb)
+        params.update(extra or {})
+        self.executor.update_parameters(**params)
+        self.poll_s = poll_s
+        self.submitted: list[Any] = []
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Outcome]:
+        if not args:
+            return
+        with self.executor.batch():
+            jobs = [self.executor.submit(fn, *a) for a in args]
+        self.submitted = jobs
+        pending = dict(zip(range(len(jobs)), jobs))
+        while pending:
+            finished = [i for i, j in pending.items() if j.done()]
+            for i in finished:
+                job = pending.pop(i)
+                try:
+                    yield args[i], job.result()
+                except Exception as err:  # the task failed outside the job function
+                    yield args[i], err
+            if pending and not finished:
+                time.sleep(self.poll_s)
+
+
+def make_executor(name: str, *, workers: int = 2, folder: str | Path | None = None,
+                  **slurm: Any) -> Any:
+    if name == "local":
+        return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(workers)
+    if name == "slurm":
+        if folder is None:
+            raise ConfigError("the slurm executor needs a log folder")
+        return SlurmExecutor(folder, **slurm)
+    raise ConfigError(f"unknown executor '{name}'; known: {list(EXECUTORS)}")

@@ -1,0 +1,56 @@
+"""Export: heat-map PLY read back by Open3D, PNG renders and overlays, ROC/PRO curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import test_runner_fixtures as toy
+from PIL import Image
+
+from benchmark.export import export_run, heat_colors
+from benchmark.runner import run
+from benchmark.store import RunStore
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    toy.activate(monkeypatch)
+    yield
+    toy.unregister()
+
+
+def test_heat_colors_span_the_colour_map():
+    c = heat_colors(np.array([0.0, 0.5, 1.0, 2.0]), 0.0, 1.0)
+    assert c.dtype == np.uint8 and c.shape == (4, 3)
+    assert (c[2] == c[3]).all() and not (c[0] == c[2]).all()
+
+
+def test_export_ply_png_and_curves(tmp_path):
+    o3d = pytest.importorskip("open3d")
+    spec = toy.toy_spec(categories=["beta"], dataset_options={"organized": True},
+                        methods=[{"name": "toy_nn", "args": {"noise": 0.1}}])
+    s = run(spec, out=tmp_path / "run")
+    key = s.jobs[0].key
+    files = export_run(tmp_path / "run", tmp_path / "out", job=key[:6], limit=2,
+                       render_size=96)
+    names = sorted(p.name for p in files)
+    assert "roc.png" in names and "pro.png" in names
+    plys = [p for p in files if p.suffix == ".ply"]
+    assert len(plys) == 2
+    [cs] = RunStore(tmp_path / "run").load_scores(key)
+    seq = toy.ToyDataset(organized=True).test("beta")
+    for ply in plys:
+        i = next(j for j, sid in enumerate(cs.ids) if ply.stem == sid.replace("/", "_"))
+        expected = cs.sample_points_scores(i)
+        legacy = o3d.io.read_point_cloud(str(ply))
+        assert len(legacy.points) == len(expected) and legacy.has_colors()
+        np.testing.assert_allclose(np.asarray(legacy.points), seq[i].points, rtol=1e-6)
+        tensor = o3d.t.io.read_point_cloud(str(ply))
+        scores = tensor.point["anomaly_score"].numpy().reshape(-1)
+        np.testing.assert_array_equal(scores, expected)
+        gt = tensor.point["gt"].numpy().reshape(-1)
+        np.testing.assert_array_equal(gt, seq[i].point_mask)
+    render = Image.open(next(p for p in files if p.name.endswith("_render.png")))
+    assert render.size == (3 * 96, 96)
+    overlay = Image.open(next(p for p in files if p.name.endswith("_overlay.png")))
+    assert overlay.size == (3 * toy.GRID, toy.GRID)

@@ -1,0 +1,36 @@
+"""The runner on real files: the Eyecandies CandyCane slice in ../shared/data (skips without)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import test_runner_fixtures as toy
+
+from benchmark.export import export_run
+from benchmark.runner import reevaluate, run
+from benchmark.spec import EvalConfig
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    toy.activate(monkeypatch)
+    yield
+    toy.unregister()
+
+
+def test_eyecandies_run_reevaluate_export(tmp_path, shared_data):
+    spec = toy.toy_spec(dataset="eyecandies", root=str(shared_data / "eyecandies"))
+    s = run(spec, out=tmp_path / "run")
+    assert not s.failures, s.report()
+    assert reevaluate(tmp_path / "run", EvalConfig(grid="224", domain="valid",
+                                                   aupro_mode="mvtec3d_sampled")) == 1
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["test_category"] for r in rows} == {"CandyCane"}
+    aupro = {r["variant"]: float(r["value"]) for r in rows if r["metric"] == "aupro"}
+    assert len(aupro) == 2 and all(0.0 <= v <= 1.0 for v in aupro.values())
+    assert any("grid=224" in v and "domain=valid" in v for v in aupro)
+    files = export_run(tmp_path / "run", tmp_path / "viz", limit=1, render_size=64)
+    assert sum(f.suffix == ".ply" for f in files) == 1
+    assert any(f.name.endswith("_overlay.png") for f in files)
