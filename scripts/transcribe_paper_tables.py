@@ -109,10 +109,8 @@ PA_SETUP = ("PointAD+ paper Sec. 4.1 'Evaluation setting and metric' (one-vs-res
 MULTI_DS_NOTE = (
     "aux_categories is omitted on purpose: it would apply to every listed dataset, and the "
     "zero_shot protocol's defaults (benchmark/protocols.py DEFAULT_AUX) are exactly the paper's "
-    "per-dataset auxiliary objects. The paper removes the MVTec3D-AD background plane like BTF "
-    "(dataset option preprocess: btf); spec.py applies dataset_options to every dataset, so it "
-    "cannot be set here for mvtec3d alone - for a faithful MVTec3D-AD run use table5.yaml's "
-    "settings (or per-dataset dataset_options once the runner supports them). ")
+    "per-dataset auxiliary objects. The paper removes the MVTec3D-AD background plane like BTF: "
+    "dataset_options sets preprocess: btf for mvtec3d alone. ")
 
 #: run-spec label suffix per modality, used where one spec runs a preset in both modalities
 MOD_SUFFIX = {"points": "", "points+rgb": "+rgb"}
@@ -231,7 +229,7 @@ def pointad_plus() -> None:
         "categories": "all",
         "seeds": [111],
         "evaluation": ZS_EVAL,
-        "dataset_options": {},
+        "dataset_options": {"mvtec3d": {"preprocess": "btf"}},
         "notes": MULTI_DS_NOTE + PA_SETUP,
     })
 
@@ -271,7 +269,7 @@ def pointad_plus() -> None:
         "categories": "all",
         "seeds": [111],
         "evaluation": ZS_EVAL,
-        "dataset_options": {},
+        "dataset_options": {"mvtec3d": {"preprocess": "btf"}},
         "notes": "Multimodal (points+rgb) test-time fusion. " + MULTI_DS_NOTE + PA_SETUP,
     })
 
