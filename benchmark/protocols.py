@@ -67,6 +67,8 @@ def _select(categories: Sequence[str], wanted: Sequence[str] | str | None, what:
 
 def default_aux(dataset: str, categories: Sequence[str]) -> list[str]:
     """The paper's auxiliary categories for `dataset`, or a ConfigError asking for --aux."""
+    if dataset == "synthetic" and categories:
+        return [sorted(categories)[0]]  # the embedded default: first category is auxiliary
     aux = DEFAULT_AUX.get(dataset)
     if aux is None or any(a not in categories for a in aux):
         raise ConfigError(

@@ -11,7 +11,7 @@ YAML format (the fields of `RunSpec`)::
     dataset: mvtec3d                   # or a list
     root: /data/mvtec3d                # or {dataset: root}; null for the synthetic dataset
     dataset_options: {}                # or {dataset: {...}} when several datasets differ
-    protocol: one_class                # or a list
+    protocol: one_class                # or a list (default: zero_shot for zero-shot methods)
     categories: all                    # or [bagel, cookie]
     aux_categories: [carrot]           # zero_shot / cross_dataset (default: the paper's)
     train_dataset: mvtec3d             # cross_dataset only (dataset A)
@@ -193,6 +193,18 @@ SPEC_FIELDS = {"name", "methods", "method", "dataset", "datasets", "root", "data
                "plugins"}
 
 
+def _natural_protocol(methods: list[Any]) -> str:
+    """The protocol used when none is given: zero_shot when every method learns zero-shot
+    (PointAD & co. are meant to be run one-vs-rest), one_class otherwise."""
+    from benchmark.registry import METHODS
+
+    learning = set()
+    for ref in methods:
+        name = getattr(ref, "name", ref)
+        learning.add(METHODS.get(name).learning if name in METHODS else "one_class")
+    return "zero_shot" if learning == {"zero_shot"} else "one_class"
+
+
 def spec_from_dict(data: dict[str, Any], source: str = "spec") -> RunSpec:
     """Builds a RunSpec from the YAML layout (see the module docstring)."""
     if not isinstance(data, dict):
@@ -208,7 +220,7 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> RunSpec:
     datasets = [str(d) for d in _as_list(data.get("datasets", data.get("dataset")))]
     datasets = datasets or ["synthetic"]
     protos = [str(p) for p in _as_list(data.get("protocols", data.get("protocol")))]
-    protos = protos or ["one_class"]
+    protos = protos or [_natural_protocol(methods)]
     for p in protos:
         if p not in protocols.PROTOCOLS:
             raise ConfigError(
