@@ -18,7 +18,6 @@ does not seed Open3D's RANSAC; we seed it (``seed``, default 0) so the result is
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from benchmark.cache import cached_dir
 from benchmark.dataset import DatasetBase, Record, fingerprint_tree
 from benchmark.errors import DatasetError
+from benchmark.grid import square_pad
 from benchmark.pointio import read_rgb_png, read_xyz_tiff, write_png, write_xyz_tiff
 from benchmark.registry import DATASETS
 from benchmark.sample import Sample
@@ -54,19 +54,11 @@ def _border_points(grid: np.ndarray, border: int) -> np.ndarray:
     return pts[np.all(pts != 0, axis=1)]  # the original drops points with any zero coordinate
 
 
-def _pad_square(arr: np.ndarray, multiple: int) -> np.ndarray:
-    h, w = arr.shape[:2]
-    side = max(math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple)
-    top, left = (side - h) // 2, (side - w) // 2
-    pad = [(top, side - h - top), (left, side - w - left)] + [(0, 0)] * (arr.ndim - 2)
-    return np.pad(arr, pad, mode="constant")
-
-
 def btf_preprocess(
     grid: np.ndarray, rgb: np.ndarray, seed: int = 0, params: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Plane removal + square padding + largest DBSCAN cluster (see the module docstring).
-    Returns the new (xyz grid, rgb); pad a GT mask with `_pad_square` to match."""
+    Returns the new (xyz grid, rgb); pad a GT mask with `square_pad` to match."""
     import open3d as o3d
 
     p = {**BTF_PARAMS, **(params or {})}
@@ -86,8 +78,8 @@ def btf_preprocess(
         on_plane = (dist < p["plane_distance_remove"]).reshape(grid.shape[:2])
         grid[on_plane] = 0
         rgb[on_plane] = 0
-    grid = _pad_square(grid, p["pad_multiple"])
-    rgb = _pad_square(rgb, p["pad_multiple"])
+    grid = square_pad(grid, p["pad_multiple"])
+    rgb = square_pad(rgb, p["pad_multiple"])
     flat = grid.reshape(-1, 3)
     nonzero = np.flatnonzero(np.all(flat != 0, axis=1))
     if len(nonzero):
@@ -163,7 +155,7 @@ class MVTec3D(DatasetBase):
                     if "gt" in rec.files:
                         from benchmark.pointio import read_mask_png
 
-                        gt = _pad_square(
+                        gt = square_pad(
                             read_mask_png(rec.files["gt"]) * 255, BTF_PARAMS["pad_multiple"]
                         )
                         write_png(out / "gt" / f"{sid}.png", gt.astype(np.uint8), atomic=False)

@@ -65,6 +65,27 @@ def register(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     return apply_transform(points, transform)
 
 
+def centre_and_register(
+    points: np.ndarray,
+    template: np.ndarray | None,
+    *,
+    enabled: bool,
+    seed: int,
+    voxel: float | None,
+    iterations: int,
+    cache: bool,
+    timer: StageTimer,
+) -> np.ndarray:
+    """The Real3D-AD baselines' input: the centred cloud, registered (RANSAC+FPFH, pose cached)
+    to the centred template when `enabled`; float32 (N,3)."""
+    pts = centre(points)
+    if not enabled:
+        return pts
+    with timer("registration"):
+        t = registration_transform(pts, template, seed, voxel, iterations, cache)
+        return register(pts, t)
+
+
 def auto_voxel(points: np.ndarray, voxel_size: float | str, seed: int = 0) -> float:
     """`voxel_size` as given, or for "auto" 2.5x the median nearest-neighbour spacing of the
     cloud (a guess: the Real3D-AD scans have a spacing of roughly 0.1-0.2 mm against the official

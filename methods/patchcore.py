@@ -61,9 +61,8 @@ from methods._memorybank_common import (
     StageTimer,
     auto_voxel,
     centre,
+    centre_and_register,
     minmax,
-    register,
-    registration_transform,
 )
 
 REAL3D_FEATURES = {"fpfh": ("fpfh",), "raw": ("raw",), "fpfh_raw": ("fpfh", "raw"),
@@ -151,14 +150,11 @@ class Real3DPatchCore(Detector):
 
     # --- embedding -------------------------------------------------------------------------
     def _registered(self, sample: Sample) -> np.ndarray:
-        pts = centre(sample.points)
-        if not self.register_clouds:
-            return pts
-        with self.timer("registration"):
-            t = registration_transform(
-                pts, self.template, self.seed, self._voxel, self.ransac_iterations, self.cache
-            )
-            return register(pts, t)
+        return centre_and_register(
+            sample.points, self.template, enabled=self.register_clouds, seed=self.seed,
+            voxel=self._voxel, iterations=self.ransac_iterations, cache=self.cache,
+            timer=self.timer,
+        )
 
     def _embed(self, sample: Sample) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, ...]]]:
         """(registered points, {kind: (features (M,D), anchor points (M,3) or None)})."""

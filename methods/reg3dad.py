@@ -65,9 +65,8 @@ from methods._memorybank_common import (
     StageTimer,
     auto_voxel,
     centre,
+    centre_and_register,
     minmax,
-    register,
-    registration_transform,
 )
 
 PROVENANCE = (
@@ -173,16 +172,13 @@ class Reg3DAD(Detector):
     # --- embedding -------------------------------------------------------------------------
 
     def _registered(self, points: np.ndarray) -> np.ndarray:
-        """Centred, then registered to the template (float32 (N,3)); the RANSAC pose is cached
-        (shared with the PatchCore presets: same recipe, same cache entry)."""
-        pts = centre(points)
-        if not self.register_clouds:
-            return pts
-        with self.timer("registration"):
-            t = registration_transform(
-                pts, self.template, self.seed, self._voxel, self.ransac_iterations, self.cache
-            )
-            return register(pts, t)
+        """Centred and registered to the template; the RANSAC pose is cached (shared with the
+        PatchCore presets: same recipe, same cache entry)."""
+        return centre_and_register(
+            points, self.template, enabled=self.register_clouds, seed=self.seed,
+            voxel=self._voxel, iterations=self.ransac_iterations, cache=self.cache,
+            timer=self.timer,
+        )
 
     def _pointmae(self, xyz: np.ndarray, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(features (G,1152) float32, centre coordinates (G,3) float32) of one cloud."""
