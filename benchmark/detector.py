@@ -38,6 +38,14 @@ class Detector(ABC):
         for sample in samples:
             yield self.predict(sample)
 
+    def stage_timings(self) -> dict[str, float]:
+        """Mean seconds per call of each internal stage (registration, features, scoring, ...),
+        stored in the job's result.json; by default read from a ``timer`` with ``per_sample()``
+        (see benchmark.timing.StageTimer)."""
+        timer = getattr(self, "timer", None)
+        per_sample = getattr(timer, "per_sample", None)
+        return dict(per_sample()) if callable(per_sample) else {}
+
     def to(self, device: str) -> Detector:
         """Moves the detector's models to `device` ("cpu", "cuda"); no-op by default."""
         self.device = device

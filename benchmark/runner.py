@@ -201,6 +201,8 @@ def execute_job(job: Job, store: RunStore, show_progress: bool = False) -> dict[
                 n += t["n"]
             timings.update(load_s=load_s, predict_s=predict_s, n_test_samples=n,
                            predict_per_sample_s=predict_s / max(n, 1))
+            if hasattr(detector, "stage_timings"):
+                timings["stages_s"] = detector.stage_timings()
             store.save_scores(key, scored)
             t0 = time.perf_counter()
             result["metrics"] = {job.evaluation.id: evaluate_scores(scored, job.evaluation)}

@@ -1,13 +1,9 @@
 """Pieces shared by the memory-bank presets (methods/patchcore.py, methods/btf.py): centring,
-cached template registration, test-set min-max normalisation and per-stage timers."""
+cached template registration and test-set min-max normalisation."""
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,6 +11,7 @@ from benchmark.cache import cached_dir
 from benchmark.errors import ConfigError
 from benchmark.pointops import knn
 from benchmark.registration import apply_transform, register_to_template
+from benchmark.timing import StageTimer
 
 
 def centre(points: np.ndarray) -> np.ndarray:
@@ -110,23 +107,3 @@ def minmax(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if not span > 0:
         return np.zeros_like(values, dtype=np.float32)
     return ((values - lo) / span).astype(np.float32)
-
-
-class StageTimer:
-    """Accumulates wall-clock seconds per named stage; `per_sample()` averages them."""
-
-    def __init__(self) -> None:
-        self.total: dict[str, float] = defaultdict(float)
-        self.count: dict[str, int] = defaultdict(int)
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.total[stage] += time.perf_counter() - t0
-            self.count[stage] += 1
-
-    def per_sample(self) -> dict[str, float]:
-        return {k: self.total[k] / max(self.count[k], 1) for k in self.total}

@@ -50,7 +50,7 @@ from benchmark.memory_bank import (
 )
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
-from methods._memorybank_common import StageTimer
+from benchmark.timing import StageTimer
 
 PROVENANCE = (
     "ported from eliahuhorwitz/3D-ADS@612eb7b3ef87 (features.py, *_features.py, "

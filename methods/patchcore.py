@@ -57,8 +57,8 @@ from benchmark.memory_bank import FeatureBank, approximate_greedy_coreset, cores
 from benchmark.pointops import propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
+from benchmark.timing import StageTimer
 from methods._memorybank_common import (
-    StageTimer,
     auto_voxel,
     centre,
     centre_and_register,

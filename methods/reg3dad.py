@@ -61,8 +61,8 @@ from benchmark.pointmae import PointMAEEncoder
 from benchmark.pointops import propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
+from benchmark.timing import StageTimer
 from methods._memorybank_common import (
-    StageTimer,
     auto_voxel,
     centre,
     centre_and_register,

@@ -90,6 +90,7 @@ def test_result_records_timings_memory_and_flags(tmp_path):
     result = store.load_result(s.jobs[0].key)
     t = result["timings"]
     assert t["fit_s"] >= 0 and t["predict_per_sample_s"] > 0 and t["n_test_samples"] == 4
+    assert set(t["stages_s"]) == {"query"} and 0 < t["stages_s"]["query"] <= t["predict_s"]
     assert result["memory"]["peak_rss_mb"] > 10
     assert result["uses_test_statistics"] is True
     assert result["fit"] == {"dataset": "toy", "category": "alpha", "split": "train",

@@ -24,6 +24,7 @@ from benchmark.detector import Detector
 from benchmark.errors import DatasetError
 from benchmark.registry import DATASETS, METHODS
 from benchmark.sample import Prediction, Sample
+from benchmark.timing import StageTimer
 
 GRID = 12
 CATEGORIES = ("alpha", "beta", "gamma", "delta")
@@ -126,6 +127,7 @@ class ToyNN(Detector):
         self.uses_test_statistics = test_stats
         self.tree: cKDTree | None = None
         self.rng = np.random.default_rng(seed)
+        self.timer = StageTimer()
 
     def fit(self, train: Iterable[Sample]) -> None:
         samples = list(train)
@@ -141,7 +143,8 @@ class ToyNN(Detector):
     def predict(self, sample: Sample) -> Prediction:
         if self.sleep:
             time.sleep(self.sleep)
-        d, _ = self.tree.query(sample.points)
+        with self.timer("query"):
+            d, _ = self.tree.query(sample.points)
         d = d + self.rng.normal(0, self.noise, len(d)) if self.noise else d
         ps = d.astype(np.float32)
         if self.pixel and sample.organized:
