@@ -8,6 +8,7 @@ object is either a callable that registers into the registry, or a module whose 
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class Entry:
 
     def create(self, **overrides: Any) -> Any:
         args = {**self.kwargs, **overrides}
+        self._check_arguments(args)
         obj = self.factory(**args)
         if hasattr(obj, "name") and not isinstance(type(obj).__dict__.get("name"), property):
             try:
@@ -45,6 +47,24 @@ class Entry:
             except AttributeError:
                 pass
         return obj
+
+    def _check_arguments(self, args: dict[str, Any]) -> None:
+        """Unknown or missing constructor arguments -> ConfigError naming them (not a TypeError)."""
+        try:
+            signature = inspect.signature(self.factory)
+        except (TypeError, ValueError):  # builtins / C factories: let the call speak
+            return
+        try:
+            signature.bind(**args)
+        except TypeError as err:
+            accepted = [
+                p.name for p in signature.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            hint = " (a dataset needs --root NAME=PATH)" if "'root'" in str(err) else ""
+            raise ConfigError(
+                f"'{self.name}': {err}{hint}; accepted arguments: {', '.join(accepted)}"
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -154,3 +154,20 @@ def test_every_subcommand_has_help(capsys):
             parser.parse_args([cmd, "--help"])
         assert info.value.code == 0
         assert "usage" in capsys.readouterr().out
+
+
+def test_bad_constructor_arguments_are_config_errors():
+    reg = Registry("methods", "methods")
+    reg._discovered = True
+    reg.register("const", ConstantDetector)
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'colour'.*value, seed"):
+        reg.create("const", colour=1)
+
+    class NeedsRoot:
+        def __init__(self, root: str, size: str = "small"):
+            self.root = root
+
+    reg.register("needs_root", NeedsRoot)
+    with pytest.raises(ConfigError, match="root.*--root"):
+        reg.create("needs_root")
+    assert reg.create("needs_root", root="/x").root == "/x"
