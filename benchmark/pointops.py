@@ -45,6 +45,11 @@ def serial_below(numel: int, threshold: int = 1 << 21) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def centre(points: np.ndarray) -> np.ndarray:
+    """Mean-centred copy (float64 mean), float32; no scaling (Real3D-AD's ``norm_pcd``)."""
+    return (points - points.mean(axis=0, dtype=np.float64)).astype(np.float32)
+
+
 def has_pytorch3d() -> bool:
     return importlib.util.find_spec("pytorch3d") is not None
 

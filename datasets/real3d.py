@@ -25,6 +25,7 @@ import numpy as np
 from benchmark.dataset import DatasetBase, Record, require_dir
 from benchmark.errors import DatasetError
 from benchmark.pointio import pcd_point_count, read_gt_txt, read_point_cloud
+from benchmark.pointops import centre
 from benchmark.registry import DATASETS
 from benchmark.sample import Sample
 
@@ -61,7 +62,7 @@ def load_unorganized(
         points = read_point_cloud(record.files["cloud"]).points
         mask = np.zeros(len(points), dtype=np.uint8)
     if center:
-        points = (points - points.mean(axis=0, dtype=np.float64)).astype(np.float32)
+        points = centre(points)
     return Sample(
         id=record.id,
         dataset=dataset,

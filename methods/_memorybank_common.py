@@ -9,14 +9,9 @@ import numpy as np
 
 from benchmark.cache import cached_dir
 from benchmark.errors import ConfigError
-from benchmark.pointops import knn
+from benchmark.pointops import centre, knn
 from benchmark.registration import apply_transform, register_to_template
 from benchmark.timing import StageTimer
-
-
-def centre(points: np.ndarray) -> np.ndarray:
-    """Mean-centred copy (float64 mean), float32; no scaling (Real3D-AD's ``norm_pcd``)."""
-    return (points - points.mean(axis=0, dtype=np.float64)).astype(np.float32)
 
 
 def array_digest(arr: np.ndarray) -> str:

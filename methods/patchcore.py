@@ -54,13 +54,12 @@ from benchmark.errors import ConfigError, ContractError
 from benchmark.features3d import fpfh
 from benchmark.grid import resize_maps
 from benchmark.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
-from benchmark.pointops import propagate_nearest
+from benchmark.pointops import centre, propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer
 from methods._memorybank_common import (
     auto_voxel,
-    centre,
     centre_and_register,
     minmax,
 )

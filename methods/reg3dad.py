@@ -58,13 +58,12 @@ from benchmark.detector import Detector
 from benchmark.errors import ConfigError, ContractError
 from benchmark.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
 from benchmark.pointmae import PointMAEEncoder
-from benchmark.pointops import propagate_nearest
+from benchmark.pointops import centre, propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer
 from methods._memorybank_common import (
     auto_voxel,
-    centre,
     centre_and_register,
     minmax,
 )
