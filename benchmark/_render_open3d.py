@@ -11,6 +11,9 @@ Headless machines: Open3D 0.20 falls back to EGL offscreen rendering (Mesa llvmp
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 from PIL import Image
 
@@ -25,8 +28,16 @@ def _open3d():
     return o3d
 
 
+def _private_runtime_dir() -> None:
+    """GLFW complains on stderr when XDG_RUNTIME_DIR is unset (headless machines, CI); give it a
+    private 0700 folder so offscreen rendering stays quiet."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="benchmark-xdg-")
+
+
 def _visualizer(window: int):
     o3d = _open3d()
+    _private_runtime_dir()
     vis = o3d.visualization.Visualizer()
     level = o3d.utility.get_verbosity_level()
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # quiet EGL fallback notes
