@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from sklearn.metrics import auc, roc_auc_score
+from test_metrics import _tie_stress_set
 
 import metrics
 
@@ -53,19 +54,6 @@ def reference_exact_aupro(maps, gts, limit, valid=None):
     x = np.concatenate([[0.0], fpr[last], [1.0]])
     y = np.concatenate([[0.0], np.minimum(pro[last], 1.0), [1.0]])
     return _reference_trapezoid(x, y, limit) / limit
-
-
-def _tie_stress_set(seed, quantise):
-    rng = np.random.default_rng(seed)
-    gts = np.zeros((8, 32, 32), np.uint8)
-    for i in range(0, 8, 2):
-        for _ in range(rng.integers(1, 4)):
-            r, c = rng.integers(0, 26, 2)
-            gts[i, r:r + rng.integers(1, 7), c:c + rng.integers(1, 7)] = 1
-    maps = (rng.standard_normal(gts.shape) + 2.0 * gts).astype(np.float32)
-    if quantise:
-        maps = np.round(maps * quantise) / quantise
-    return maps, gts
 
 
 @pytest.mark.parametrize("quantise", [None, 3, 1])
