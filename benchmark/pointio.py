@@ -350,6 +350,21 @@ def _read_pcd_compressed(path: Path, body: bytes, dtype: np.dtype, n: int) -> np
     return out
 
 
+def _scalar_columns(
+    path: str | os.PathLike, scalars: dict[str, np.ndarray] | None, n: int
+) -> list[tuple[str, np.ndarray]]:
+    """Per-point scalar fields checked for length n; float64 stored as float32."""
+    out = []
+    for name, values in (scalars or {}).items():
+        v = np.asarray(values)
+        if v.shape != (n,):
+            raise DatasetError(
+                f"{path}: scalar field {name!r} has shape {v.shape}, expected ({n},)"
+            )
+        out.append((name, v.astype(np.float32) if v.dtype == np.float64 else v))
+    return out
+
+
 def write_pcd(
     path: PathLike,
     points: np.ndarray,
@@ -369,15 +384,7 @@ def write_pcd(
         c = np.asarray(colors, dtype=np.uint32).reshape(n, 3)
         packed = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).astype(np.uint32)
         cols.append(("rgb", packed.view(np.float32)))
-    for name, values in (scalars or {}).items():
-        v = np.asarray(values)
-        if v.shape != (n,):
-            raise DatasetError(
-                f"{path}: scalar field {name!r} has shape {v.shape}, expected ({n},)"
-            )
-        if v.dtype == np.float64:
-            v = v.astype(np.float32)
-        cols.append((name, v))
+    cols.extend(_scalar_columns(path, scalars, n))
     type_of = {v: k for k, v in _PCD_TYPES.items()}
     names, sizes, types = [], [], []
     for name, v in cols:
@@ -475,14 +482,7 @@ def write_ply(
         for j, name in enumerate(("red", "green", "blue")):
             spec.append((name, "u1"))
             values[name] = c[:, j]
-    for name, v in (scalars or {}).items():
-        v = np.asarray(v)
-        if v.shape != (n,):
-            raise DatasetError(
-                f"{path}: scalar property {name!r} has shape {v.shape}, expected ({n},)"
-            )
-        if v.dtype == np.float64:
-            v = v.astype(np.float32)
+    for name, v in _scalar_columns(path, scalars, n):
         spec.append((name, v.dtype.str))
         values[name] = v
     arr = np.zeros(n, dtype=spec)
