@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.components.pointcloud_io import read_mask_png, read_rgb_png, read_xyz_tiff
 from benchmark.dataset import Record, require_dir
 from benchmark.errors import DatasetError
-from benchmark.pointio import read_mask_png, read_rgb_png, read_xyz_tiff
 from benchmark.sample import Sample
 
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "test": "test"}

@@ -34,9 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.cache import cached_dir
+from benchmark.components.pointcloud_io import (
+    read_depth_png,
+    read_mask_png,
+    write_png,
+    write_xyz_tiff,
+)
 from benchmark.dataset import DatasetBase, Record, fingerprint_tree, require_dir
 from benchmark.errors import DatasetError
-from benchmark.pointio import read_depth_png, read_mask_png, write_png, write_xyz_tiff
 from benchmark.registry import DATASETS
 from benchmark.sample import Sample
 from datasets._organized import load_organized, scan_split

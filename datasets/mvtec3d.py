@@ -24,10 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.cache import cached_dir
+from benchmark.components.geometry.organized import square_pad
+from benchmark.components.pointcloud_io import (
+    read_rgb_png,
+    read_xyz_tiff,
+    write_png,
+    write_xyz_tiff,
+)
 from benchmark.dataset import DatasetBase, Record, fingerprint_tree
 from benchmark.errors import DatasetError
-from benchmark.grid import square_pad
-from benchmark.pointio import read_rgb_png, read_xyz_tiff, write_png, write_xyz_tiff
 from benchmark.registry import DATASETS
 from benchmark.sample import Sample
 from datasets._organized import load_organized, scan_categories, scan_split
@@ -153,7 +158,7 @@ class MVTec3D(DatasetBase):
                     write_xyz_tiff(out / "xyz" / f"{sid}.tiff", grid, atomic=False)
                     write_png(out / "rgb" / f"{sid}.png", rgb, atomic=False)
                     if "gt" in rec.files:
-                        from benchmark.pointio import read_mask_png
+                        from benchmark.components.pointcloud_io import read_mask_png
 
                         gt = square_pad(
                             read_mask_png(rec.files["gt"]) * 255, BTF_PARAMS["pad_multiple"]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.components.geometry.pointops import centre
+from benchmark.components.pointcloud_io import pcd_point_count, read_gt_txt, read_point_cloud
 from benchmark.dataset import DatasetBase, Record, require_dir
 from benchmark.errors import DatasetError
-from benchmark.pointio import pcd_point_count, read_gt_txt, read_point_cloud
-from benchmark.pointops import centre
 from benchmark.registry import DATASETS
 from benchmark.sample import Sample
 

@@ -8,9 +8,9 @@ import hashlib
 import numpy as np
 
 from benchmark.cache import cached_dir
+from benchmark.components.geometry.pointops import centre, knn
+from benchmark.components.geometry.registration import apply_transform, register_to_template
 from benchmark.errors import ConfigError
-from benchmark.pointops import centre, knn
-from benchmark.registration import apply_transform, register_to_template
 from benchmark.timing import StageTimer
 
 

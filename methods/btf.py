@@ -37,17 +37,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.blur import btf_blur
-from benchmark.detector import Detector
-from benchmark.errors import ConfigError, ContractError
-from benchmark.features3d import fpfh
-from benchmark.grid import resize_grid, resize_maps, valid_cells
-from benchmark.memory_bank import (
+from benchmark.components.blur import btf_blur
+from benchmark.components.geometry.descriptors import fpfh
+from benchmark.components.geometry.organized import resize_grid, resize_maps, valid_cells
+from benchmark.components.memory_bank import (
     FeatureBank,
     btf_reweighted_score,
     coreset_size,
     greedy_coreset_btf,
 )
+from benchmark.detector import Detector
+from benchmark.errors import ConfigError, ContractError
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer
@@ -107,7 +107,7 @@ class BTF(Detector):
         self.seed = int(seed)
         self.backbone = None
         if "rgb" in features:
-            from benchmark.backbones2d import WideResNet50Features
+            from benchmark.components.backbones.wide_resnet import WideResNet50Features
 
             self.backbone = WideResNet50Features(
                 pretrained=pretrained, weights=weights, tag=backbone_tag
@@ -132,7 +132,7 @@ class BTF(Detector):
         return self._pool(maps)[0].reshape(33, -1).T.numpy()
 
     def _rgb_patches(self, rgb: np.ndarray) -> np.ndarray:
-        from benchmark.backbones2d import btf_pool, imagenet_normalize
+        from benchmark.components.backbones.wide_resnet import btf_pool, imagenet_normalize
 
         img = imagenet_normalize(rgb, size=self.image_size)[None]
         maps = self.backbone(img)

@@ -48,13 +48,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.blur import gaussian_blur
+from benchmark.components.blur import gaussian_blur
+from benchmark.components.geometry.descriptors import fpfh
+from benchmark.components.geometry.organized import resize_maps
+from benchmark.components.geometry.pointops import centre, propagate_nearest
+from benchmark.components.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
 from benchmark.detector import Detector
 from benchmark.errors import ConfigError, ContractError
-from benchmark.features3d import fpfh
-from benchmark.grid import resize_maps
-from benchmark.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
-from benchmark.pointops import centre, propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer
@@ -135,7 +135,7 @@ class Real3DPatchCore(Detector):
         self.uses_test_statistics = len(self.kinds) > 1 and normalize == "test"
         self.encoder = None
         if "pointmae" in self.kinds:
-            from benchmark.pointmae import PointMAEEncoder
+            from benchmark.components.backbones.pointmae import PointMAEEncoder
 
             self.encoder = PointMAEEncoder(
                 num_group=num_group, group_size=group_size, pretrained=pretrained, weights=weights
@@ -325,7 +325,7 @@ class PatchCore2D(Detector):
         nn_backend: str = "auto",
         seed: int = 0,
     ) -> None:
-        from benchmark.backbones2d import WideResNet50Features
+        from benchmark.components.backbones.wide_resnet import WideResNet50Features
 
         self.resize, self.crop = int(resize), (None if crop is None else int(crop))
         self.coreset_fraction = coreset_fraction
@@ -345,7 +345,7 @@ class PatchCore2D(Detector):
     def _image(self, sample: Sample) -> tuple[torch.Tensor, tuple[int, int], tuple | None]:
         from PIL import Image
 
-        from benchmark.backbones2d import imagenet_normalize
+        from benchmark.components.backbones.wide_resnet import imagenet_normalize
 
         if sample.rgb is None:
             raise ContractError(f"patchcore_rgb: sample {sample.id!r} has no RGB image")

@@ -10,7 +10,7 @@ Pipeline:
 1. every cloud is mean-centred; the template is the FIRST training sample in the dataset's order
    (our adapters sort file names; the official code takes the first item of a shuffled loader over
    an unsorted glob); every train and test cloud is axis-permuted and RANSAC+FPFH registered to it
-   (benchmark.registration.register_to_template, voxel 0.5, no ICP);
+   (benchmark.components.geometry.registration.register_to_template, voxel 0.5, no ICP);
 2. bank A: Point-MAE features (16384 FPS groups of 128 points, 1152-d) of the registered train
    clouds; bank B: the registered xyz of every train point; each reduced to 10000 rows by the
    approximate greedy coreset (random Linear to 128 dims, 10 random starts);
@@ -31,12 +31,12 @@ Deviations from the official code (documented, deliberate):
 - Open3D's RANSAC is seeded from ``seed`` (official: unseeded, poses vary between runs) and each
   cloud is registered once and used for both banks (official: registered twice, once per bank,
   with different random poses);
-- Point-MAE: see benchmark/pointmae.py (SDPA attention, KD-tree kNN, clamped group counts on small
+- Point-MAE: see backbones/pointmae.py (SDPA attention, KD-tree kNN, clamped group counts on small
   clouds). ``pointmae_train_mode=True`` (default) reproduces the official extractor's train mode
   (BatchNorm batch statistics, active DropPath); its randomness is seeded per cloud from ``seed``
   and the sample id, so results do not depend on the order of samples;
 - nearest-neighbour search: faiss IndexFlatL2 when installed, else an exact chunked torch search
-  (official: faiss on GPU); coreset: benchmark.memory_bank (same algorithm, own seeding);
+  (official: faiss on GPU); coreset: benchmark.components.memory_bank (same algorithm, own seeding);
 - a degenerate min-max (max == min) maps every value to 0 (the official code divides by zero).
 
 Options beyond the official code: ``normalize="train"`` (above); ``voxel_size="auto"`` (2.5x the
@@ -54,11 +54,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.components.backbones.pointmae import PointMAEEncoder
+from benchmark.components.geometry.pointops import centre, propagate_nearest
+from benchmark.components.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
 from benchmark.detector import Detector
 from benchmark.errors import ConfigError, ContractError
-from benchmark.memory_bank import FeatureBank, approximate_greedy_coreset, coreset_size
-from benchmark.pointmae import PointMAEEncoder
-from benchmark.pointops import centre, propagate_nearest
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer

@@ -59,7 +59,7 @@ def write_yaml(paper: str, name: str, data: dict) -> None:
         notes = data.pop("notes", "")
         header = "".join("# " + line + "\n" for line in textwrap.wrap(
             f"Run spec regenerating our rows of {paper} {name[:-5]}. {notes}", 96))
-        from benchmark.spec import spec_from_dict
+        from benchmark.run.spec import spec_from_dict
         spec_from_dict(data, source=name)
     with open(d / name, "w", encoding="utf-8") as f:
         f.write(header)
@@ -108,7 +108,7 @@ PA_SETUP = ("PointAD+ paper Sec. 4.1 'Evaluation setting and metric' (one-vs-res
 
 MULTI_DS_NOTE = (
     "aux_categories is omitted on purpose: it would apply to every listed dataset, and the "
-    "zero_shot protocol's defaults (benchmark/protocols.py DEFAULT_AUX) are exactly the paper's "
+    "zero_shot protocol's defaults (run/protocols.py DEFAULT_AUX) are exactly the paper's "
     "per-dataset auxiliary objects. The paper removes the MVTec3D-AD background plane like BTF: "
     "dataset_options sets preprocess: btf for mvtec3d alone. ")
 
@@ -1064,7 +1064,7 @@ def readme() -> None:
         "`train`), `method_map` (printed row -> our preset or null), `empty_cells` / "
         "`uncertain_cells` ({row: {key: value}, column, reason}), `source` (file relative to the "
         "repository root, and lines) and `notes` (shape, alignment decisions, paper errata).",
-        "- `<table>.yaml` - run spec (benchmark/spec.py format) regenerating the rows of our "
+        "- `<table>.yaml` - run spec (benchmark/run/spec.py format) regenerating the rows of our "
         "presets; only for tables with at least one built preset. Its header comment cites the "
         "paper's setup.",
         "",

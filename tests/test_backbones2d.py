@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.backbones2d import (
+from benchmark.components.backbones.wide_resnet import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     WRN50_WEIGHTS,

@@ -9,7 +9,7 @@ import test_runner_fixtures as toy
 import yaml
 
 from benchmark.cli import main
-from benchmark.spec import load_spec
+from benchmark.run.spec import load_spec
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmark.components.pointcloud_io import write_pcd, write_png
 from benchmark.dataset import SampleSequence
 from benchmark.errors import DatasetError
-from benchmark.pointio import write_pcd, write_png
 from benchmark.registry import DATASETS
 from datasets.synthetic import generate
 from datasets.synthetic._generator import SIZES
@@ -275,7 +275,7 @@ def test_mvtec3d_bad_files(trees, tmp_path):
     xyz.write_bytes(xyz.read_bytes()[:500])  # truncated TIFF
     with pytest.raises(DatasetError, match=xyz.name):
         seq[1]
-    from benchmark.pointio import read_xyz_tiff, write_xyz_tiff
+    from benchmark.components.pointcloud_io import read_xyz_tiff, write_xyz_tiff
 
     xyz2 = Path(seq.records[2].files["xyz"])
     grid = read_xyz_tiff(xyz2)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmark.components.pointcloud_io import read_mask_png, read_rgb_png, write_png
 from benchmark.errors import DatasetError
-from benchmark.pointio import read_mask_png, read_rgb_png, write_png
 from benchmark.registry import DATASETS
 from datasets.eyecandies import FOCAL_LENGTH, convert_depth, depth_to_points
 

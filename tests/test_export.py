@@ -7,9 +7,9 @@ import pytest
 import test_runner_fixtures as toy
 from PIL import Image
 
-from benchmark.export import export_run, heat_colors
-from benchmark.runner import run
-from benchmark.store import RunStore
+from benchmark.report.export import export_run, heat_colors
+from benchmark.run.runner import run
+from benchmark.run.store import RunStore
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""benchmark.features3d / registration / grid / blur."""
+"""benchmark.components.geometry.descriptors / registration / grid / blur."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.blur import btf_blur, gaussian_blur
-from benchmark.errors import ContractError
-from benchmark.features3d import estimate_normals, fpfh, voxel_down_sample
-from benchmark.grid import (
+from benchmark.components.blur import btf_blur, gaussian_blur
+from benchmark.components.geometry.descriptors import estimate_normals, fpfh, voxel_down_sample
+from benchmark.components.geometry.organized import (
     grid_to_points,
     points_to_grid,
     resize_grid,
@@ -18,13 +17,14 @@ from benchmark.grid import (
     square_pad_widths,
     valid_cells,
 )
-from benchmark.registration import (
+from benchmark.components.geometry.registration import (
     REAL3D_AXIS_PERMUTATION,
     apply_transform,
     global_registration,
     icp,
     register_to_template,
 )
+from benchmark.errors import ContractError
 
 
 def _asymmetric_shape(n: int = 4000, seed: int = 0) -> np.ndarray:

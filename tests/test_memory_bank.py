@@ -1,4 +1,4 @@
-"""benchmark.memory_bank: coreset selection order, NN scoring backends, BTF reweighting."""
+"""components.memory_bank: coreset selection order, NN scoring backends, BTF reweighting."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import ContractError
-from benchmark.memory_bank import (
+from benchmark.components.memory_bank import (
     FeatureBank,
     approximate_greedy_coreset,
     btf_reweighted_score,
@@ -19,6 +18,7 @@ from benchmark.memory_bank import (
     linear_projection_weight,
     sparse_random_projection,
 )
+from benchmark.errors import ContractError
 
 LINE = np.array([[0, 0], [1, 0], [2, 0], [10, 0], [5, 0]], np.float32)
 

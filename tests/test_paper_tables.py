@@ -214,7 +214,7 @@ def test_run_spec(paper: str, table: str) -> None:
         assert aux in CATEGORIES[spec.get("train_dataset") or datasets[0]]
     if spec["protocol"] == "cross_dataset":
         assert spec["train_dataset"] in CATEGORIES
-    spec_mod = pytest.importorskip("benchmark.spec")
+    spec_mod = pytest.importorskip("benchmark.run.spec")
     spec_mod.spec_from_dict(spec, source=str(path))  # the runner accepts it
 
 

@@ -1,12 +1,11 @@
-"""benchmark.pointio: PCD / PLY / GT txt / TIFF / PNG readers and writers, with bad inputs."""
+"""pointcloud_io: PCD / PLY / GT txt / TIFF / PNG readers and writers, with bad inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmark.errors import DatasetError
-from benchmark.pointio import (
+from benchmark.components.pointcloud_io import (
     lzf_compress_literal,
     lzf_decompress,
     pcd_point_count,
@@ -24,6 +23,7 @@ from benchmark.pointio import (
     write_png,
     write_xyz_tiff,
 )
+from benchmark.errors import DatasetError
 
 
 @pytest.fixture()
@@ -226,7 +226,7 @@ def test_images_roundtrip_and_bad_inputs(tmp_path):
 
 def test_large_compressed_pcd_fast_path_matches_python_decoder(tmp_path):
     o3d = pytest.importorskip("open3d")
-    from benchmark import pointio
+    from benchmark.components import pointcloud_io as pointio
 
     pts = np.random.default_rng(3).normal(size=(200_500, 3)).round(3)
     pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))

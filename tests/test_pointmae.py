@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.components.backbones.pointmae import FEATURE_DIM, POINTMAE_WEIGHTS, PointMAEEncoder
+from benchmark.components.geometry.pointops import farthest_point_sample, knn
 from benchmark.errors import ContractError, WeightsError
-from benchmark.pointmae import FEATURE_DIM, POINTMAE_WEIGHTS, PointMAEEncoder
-from benchmark.pointops import farthest_point_sample, knn
 
 
 def _official_checkpoint(encoder: PointMAEEncoder, with_decoder: bool = True) -> dict:
@@ -93,7 +93,7 @@ def test_features_are_per_cloud(random_encoder, cloud) -> None:
 
 
 def test_chunked_token_encoder_is_exact(random_encoder, cloud, monkeypatch) -> None:
-    import benchmark.pointmae as pm
+    import benchmark.components.backbones.pointmae as pm
 
     full, _, _ = random_encoder(cloud)
     monkeypatch.setattr(pm, "_ENCODER_CHUNK_BYTES", 16 * 512 * 4 * 2 * 5)  # 5 groups per chunk

@@ -1,4 +1,4 @@
-"""benchmark.pointops: kNN, FPS, grouping, chamfer, propagation (numpy/torch, backends agree)."""
+"""geometry.pointops: kNN, FPS, grouping, chamfer, propagation (numpy/torch, backends agree)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import ContractError
-from benchmark.pointops import (
+from benchmark.components.geometry.pointops import (
     chamfer_distance,
     farthest_point_sample,
     group_knn,
@@ -15,6 +14,7 @@ from benchmark.pointops import (
     knn,
     propagate_nearest,
 )
+from benchmark.errors import ContractError
 
 
 def _brute(q: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

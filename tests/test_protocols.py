@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import test_runner_fixtures as toy
 
-from benchmark import protocols
 from benchmark.errors import ConfigError, ContractError
-from benchmark.runner import run
+from benchmark.run import protocols
+from benchmark.run.runner import run
 from benchmark.sample import Sample
 
 MVTEC = ["bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope",

@@ -1,4 +1,4 @@
-"""Tests of benchmark.render: camera model, visibility, correspondence, masks, back-projection,
+"""Tests of components.render: camera model, visibility, correspondence, masks, back-projection,
 backend agreement, cache reuse and the Real3D-AD resampling. Small clouds, small windows."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import render as R
+from benchmark.components.render import camera
+from benchmark.components.render import multiview as R
 from benchmark.errors import ContractError
 
 W, S = 128, 64  # render window and output image size used by most tests
@@ -31,25 +32,26 @@ def grid(lo: float, hi: float, n: int, z: float) -> np.ndarray:
 def open3d_ok() -> None:
     try:
         R.render_views(torus(200), [np.eye(3)], image_size=16, backend="open3d", window=32)
-    except R.RenderError as err:
+    except camera.RenderError as err:
         pytest.skip(f"open3d Visualizer unavailable here: {err}")
 
 
 def test_view_recipes():
-    rots = R.view_rotations("pointad")
+    rots = camera.view_rotations("pointad")
     assert len(rots) == 9
     for k, rot in zip(range(-4, 5), rots):
         a = k * np.pi / 5
         want = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
         np.testing.assert_allclose(rot, want, atol=1e-12)
-    real3d = R.view_rotations("real3d")  # pi about x first, then the 9 paper views
+    real3d = camera.view_rotations("real3d")  # pi about x first, then the 9 paper views
     np.testing.assert_allclose(real3d[4], np.diag([1.0, -1.0, -1.0]), atol=1e-12)
-    assert len(R.view_rotations("mvtec3d")) == 9 and len(R.view_rotations("eyecandies")) == 9
-    kw = R.get_recipe("mvtec3d").render_kwargs("rope")
+    assert len(camera.view_rotations("mvtec3d")) == 9
+    assert len(camera.view_rotations("eyecandies")) == 9
+    kw = camera.get_recipe("mvtec3d").render_kwargs("rope")
     assert kw["point_size"] == 5 and kw["window"] == 1024 and kw["normal_radius"] == 0.1
-    assert R.get_recipe("eyecandies").render_kwargs()["fit"] == "inside"
+    assert camera.get_recipe("eyecandies").render_kwargs()["fit"] == "inside"
     with pytest.raises(ContractError, match="unknown view recipe"):
-        R.view_rotations("nope")
+        camera.view_rotations("nope")
 
 
 def test_hand_placed_point_correspondence():
@@ -109,7 +111,7 @@ def test_surface_visibility_blocks_leaks_through_a_sparse_occluder():
     leak = R.render_views(pts, [np.eye(3)], visibility="points", **kw)
     tight = R.render_views(pts, [np.eye(3)], visibility="surface", **kw)
     n_plane = len(plane)
-    u, v = R.project(pts - pts.mean(0), R.fit_camera(pts - pts.mean(0), W))[:2]
+    u, v = camera.project(pts - pts.mean(0), camera.fit_camera(pts - pts.mean(0), W))[:2]
     inner = (u[:n_plane] > u[n_plane:].min() + 6) & (u[:n_plane] < u[n_plane:].max() - 6) & (
         v[:n_plane] > v[n_plane:].min() + 6) & (v[:n_plane] < v[n_plane:].max() - 6)
     assert inner.sum() > 100

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark import protocols
 from benchmark.errors import ConfigError
-from benchmark.spec import spec_from_dict
+from benchmark.run import protocols
+from benchmark.run.spec import spec_from_dict
 
 
 def test_zero_shot_methods_default_to_the_zero_shot_protocol():

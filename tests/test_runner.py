@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import test_runner_fixtures as toy
 
-from benchmark.executors import ProcessExecutor, SlurmExecutor
-from benchmark.runner import run
-from benchmark.spec import expand
-from benchmark.store import RunStore
+from benchmark.run.executors import ProcessExecutor, SlurmExecutor
+from benchmark.run.runner import run
+from benchmark.run.spec import expand
+from benchmark.run.store import RunStore
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

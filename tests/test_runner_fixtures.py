@@ -202,7 +202,7 @@ if os.environ.get(AUTOREGISTER) == "1":
 
 def toy_spec(**fields):
     """A RunSpec over the toy dataset that loads this module in workers."""
-    from benchmark.spec import spec_from_dict
+    from benchmark.run.spec import spec_from_dict
 
     data = {"methods": ["toy_nn"], "dataset": "toy", "plugins": ["test_runner_fixtures"]}
     data.update(fields)

@@ -7,9 +7,9 @@ import csv
 import pytest
 import test_runner_fixtures as toy
 
-from benchmark.export import export_run
-from benchmark.runner import reevaluate, run
-from benchmark.spec import EvalConfig
+from benchmark.report.export import export_run
+from benchmark.run.runner import reevaluate, run
+from benchmark.run.spec import EvalConfig
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import pytest
 import test_runner_fixtures as toy
 
 from benchmark.registry import DATASETS
-from benchmark.runner import run
-from benchmark.tables import render_run
+from benchmark.report.tables import render_run
+from benchmark.run.runner import run
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def test_every_registered_method_runs_through_the_runner(tmp_path, method):
     """Each preset with its tiny smoke arguments, one trial on the synthetic dataset in the first
     format it supports, under its natural protocol (zero-shot learners get labelled aux data)."""
     from benchmark.registry import METHODS
-    from benchmark.spec import open_dataset
+    from benchmark.run.spec import open_dataset
 
     entry = METHODS.get(method)
     fmt = next((d for d in entry.datasets if d in FORMATS), "mvtec3d")

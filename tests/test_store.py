@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import test_runner_fixtures as toy
 
+from benchmark.run.spec import EvalConfig
+from benchmark.run.store import RunStore, ScoreCollector, StoreError, load_scores, save_scores
 from benchmark.sample import Prediction
-from benchmark.spec import EvalConfig
-from benchmark.store import RunStore, ScoreCollector, StoreError, load_scores, save_scores
 
 
 def _collect(organized: bool, pixel: bool = False):
@@ -57,7 +57,7 @@ def test_points_are_not_stored_beyond_the_cap():
 
 def test_point_and_pixel_scores_evaluate_alike():
     """The same per-point scores given as points or as a native-grid map give equal metrics."""
-    from benchmark.evaluation import evaluate_category
+    from benchmark.run.evaluation import evaluate_category
 
     _, _, as_points = _collect(True, False)
     _, _, as_pixels = _collect(True, True)

@@ -10,9 +10,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.runner import METRICS_COLUMNS
-from benchmark.spec import EvalConfig
-from benchmark.tables import (
+from benchmark.report.tables import (
     compare,
     compare_text,
     load_metrics,
@@ -22,6 +20,8 @@ from benchmark.tables import (
     render_run,
     run_tables,
 )
+from benchmark.run.runner import METRICS_COLUMNS
+from benchmark.run.spec import EvalConfig
 
 EVAL = EvalConfig().id
 
@@ -134,7 +134,7 @@ def test_paper_layout_and_compare(tmp_path):
 
 
 def test_tables_and_compare_commands(tmp_path, capsys, monkeypatch):
-    import benchmark.tables as tables
+    import benchmark.report.tables as tables
 
     run = _write_run(tmp_path / "run", _one_class_rows())
     monkeypatch.setattr(tables, "PAPER_ROOT", _paper(tmp_path))
@@ -175,7 +175,7 @@ REAL = ["group3ad:table1", "3dzal:table9", "pointad_plus:table1", "group3ad:tabl
 
 def _synthesize(paper) -> list[dict]:
     """metrics.csv rows that reproduce the paper's category cells (one seed)."""
-    from benchmark.tables import parse_printed
+    from benchmark.report.tables import parse_printed
 
     protocol = paper.meta.get("protocol") or "one_class"
     rows = []
@@ -224,7 +224,7 @@ def test_compare_round_trips_a_transcribed_table(tmp_path, ref):
 def test_regenerate_runs_the_spec_then_compares(tmp_path, capsys, monkeypatch):
     import test_runner_fixtures as toy
 
-    import benchmark.tables as tables
+    import benchmark.report.tables as tables
 
     toy.activate(monkeypatch)
     try:
@@ -252,7 +252,7 @@ def test_regenerate_runs_the_spec_then_compares(tmp_path, capsys, monkeypatch):
 
 
 def test_paper_run_specs_parse():
-    from benchmark.spec import load_spec
+    from benchmark.run.spec import load_spec
 
     specs = sorted(tables_root().glob("*/*.yaml"))
     specs = [p for p in specs if not p.name.endswith(".meta.yaml")]
@@ -264,6 +264,6 @@ def test_paper_run_specs_parse():
 
 
 def tables_root() -> Path:
-    import benchmark.tables as tables
+    import benchmark.report.tables as tables
 
     return tables.PAPER_ROOT

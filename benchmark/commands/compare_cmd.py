@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmark.tables import compare_text, load_paper_table
+    from benchmark.report.tables import compare_text, load_paper_table
 
     print(compare_text(args.run, load_paper_table(args.paper), args.format, args.evaluation))
     return 0

@@ -24,10 +24,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmark.runner import reevaluate
-    from benchmark.spec import EvalConfig
-    from benchmark.store import RunStore
-    from benchmark.tables import render_run
+    from benchmark.report.tables import render_run
+    from benchmark.run.runner import reevaluate
+    from benchmark.run.spec import EvalConfig
+    from benchmark.run.store import RunStore
 
     manifest = RunStore(args.run).read_manifest()
     base = dict((manifest.get("config") or {}).get("evaluation") or {})

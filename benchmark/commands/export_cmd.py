@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmark.export import export_run
+    from benchmark.report.export import export_run
 
     files = export_run(args.run, args.out, job=args.job, category=args.category,
                        limit=None if args.limit == 0 else args.limit, ply=not args.no_ply,

@@ -85,7 +85,7 @@ def eval_overrides(args: argparse.Namespace) -> dict:
 
 
 def build_spec(args: argparse.Namespace):
-    from benchmark.spec import load_spec, parse_assignments, spec_from_dict
+    from benchmark.run.spec import load_spec, parse_assignments, spec_from_dict
 
     data: dict = {}
     if args.spec:
@@ -163,8 +163,8 @@ def check_device(device: str) -> None:
 
 
 def make_executor(args: argparse.Namespace, run_dir: Path | None):
-    from benchmark.executors import make_executor as _make
-    from benchmark.spec import parse_assignments
+    from benchmark.run.executors import make_executor as _make
+    from benchmark.run.spec import parse_assignments
 
     if args.executor != "slurm":
         return _make(args.executor, workers=args.workers)
@@ -176,10 +176,10 @@ def make_executor(args: argparse.Namespace, run_dir: Path | None):
 
 
 def run_and_report(spec, args: argparse.Namespace, out: Path | None) -> tuple[int, Path]:
-    from benchmark import runner
+    from benchmark.run import runner
 
     if args.plugin:
-        from benchmark.spec import import_plugins
+        from benchmark.run.spec import import_plugins
 
         import_plugins(args.plugin)
     run_dir = Path(out) if out else runner.default_run_dir(spec)
@@ -191,7 +191,7 @@ def run_and_report(spec, args: argparse.Namespace, out: Path | None) -> tuple[in
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmark.tables import render_run
+    from benchmark.report.tables import render_run
 
     spec = build_spec(args)
     code, run_dir = run_and_report(spec, args, Path(args.out) if args.out else None)

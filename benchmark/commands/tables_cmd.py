@@ -37,9 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _regenerate(args: argparse.Namespace) -> tuple[int, Path]:
-    from benchmark import runner
-    from benchmark.spec import load_spec
-    from benchmark.tables import load_paper_table
+    from benchmark.report.tables import load_paper_table
+    from benchmark.run import runner
+    from benchmark.run.spec import load_spec
 
     paper = load_paper_table(args.paper)
     if paper.spec_path is None:
@@ -59,8 +59,8 @@ def _regenerate(args: argparse.Namespace) -> tuple[int, Path]:
 def evaluation_id(args: argparse.Namespace, run_dir: str | Path) -> str | None:
     """--evaluation, or the run's evaluation with the --grid/--domain/... overrides applied."""
     from benchmark.commands.run_cmd import eval_overrides
-    from benchmark.spec import EvalConfig
-    from benchmark.store import RunStore
+    from benchmark.run.spec import EvalConfig
+    from benchmark.run.store import RunStore
 
     overrides = eval_overrides(args)
     if args.evaluation or not overrides:
@@ -70,7 +70,7 @@ def evaluation_id(args: argparse.Namespace, run_dir: str | Path) -> str | None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from benchmark.tables import (
+    from benchmark.report.tables import (
         compare_text,
         load_paper_table,
         ours_in_paper_layout,

@@ -23,9 +23,9 @@ def _ellipsoid(n: int, seed: int = 0) -> torch.Tensor:
 
 @suite("backbones")
 def backbones(quick: bool = False) -> list[dict]:
-    from benchmark.backbones2d import WideResNet50Features
-    from benchmark.pointmae import PointMAEEncoder
-    from benchmark.pointops import farthest_point_sample, group_knn
+    from benchmark.components.backbones.pointmae import PointMAEEncoder
+    from benchmark.components.backbones.wide_resnet import WideResNet50Features
+    from benchmark.components.geometry.pointops import farthest_point_sample, group_knn
 
     xyz = _ellipsoid(16384)
     configs = [(1024, 128, False)]

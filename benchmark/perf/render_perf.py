@@ -24,7 +24,8 @@ def _torus(n: int, seed: int = 0) -> np.ndarray:
 
 @suite("rendering")
 def rendering(quick: bool = False) -> list[dict]:
-    from benchmark import render as R
+    from benchmark.components.render import camera
+    from benchmark.components.render import multiview as R
 
     n = 10_000 if quick else 100_000
     pts = _torus(n)
@@ -40,7 +41,7 @@ def rendering(quick: bool = False) -> list[dict]:
             t0, c0 = time.perf_counter(), time.process_time()
             renders[backend] = R.render_views(pts, "pointad", **kw)
             sec, cpu = time.perf_counter() - t0, time.process_time() - c0
-        except R.RenderError as err:
+        except camera.RenderError as err:
             rows.append({"step": f"render {backend}", "points": n, "note": str(err)})
             continue
         rows.append({"step": f"render+correspondence {backend}", "points": n, "views": 9,

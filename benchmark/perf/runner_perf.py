@@ -51,8 +51,8 @@ def _unorganized(n: int, points: int, rng: np.random.Generator):
 
 
 def _measure(name: str, pairs, configs) -> list[dict]:
-    from benchmark.evaluation import evaluate_category
-    from benchmark.store import ScoreCollector, load_scores, save_scores
+    from benchmark.run.evaluation import evaluate_category
+    from benchmark.run.store import ScoreCollector, load_scores, save_scores
 
     rows = []
     t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def _measure(name: str, pairs, configs) -> list[dict]:
 
 @suite("runner")
 def runner_suite(quick: bool = False) -> list[dict]:
-    from benchmark.spec import EvalConfig
+    from benchmark.run.spec import EvalConfig
 
     rng = np.random.default_rng(0)
     n, side, points = (6, 400, 100_000) if quick else (24, 800, 400_000)

@@ -19,7 +19,7 @@ from pathlib import Path as _P
 import numpy as np
 import yaml
 
-from benchmark.pointio import write_gt_txt, write_pcd, write_png, write_xyz_tiff
+from benchmark.components.pointcloud_io import write_gt_txt, write_pcd, write_png, write_xyz_tiff
 from datasets.synthetic._anomalies import height_anomaly, surface_anomaly
 from datasets.synthetic._surfaces import HEIGHT_FAMILIES, SURFACE_FAMILIES, sample_surface
 

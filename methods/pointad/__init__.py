@@ -8,7 +8,7 @@ Provenance
   (the official aliasing behaviour) and the original path's CLS (ln_post + proj); object-agnostic
   prompts (12 context tokens, deep text prompts depth 9 x 4 tokens); hybrid loss (2D/3D global
   CE, 2D focal + dice, 3D dice); Adam lr 1e-3 betas (0.5, 0.999), 15 epochs, batch 4, seed 111;
-  renders from benchmark.render (official view recipes, 336x336); scoring 0.5 max(blurred point
+  renders from components.render (official view recipes, 336x336); scoring 0.5 max(blurred point
   map) + 0.5 mean view probability, Gaussian sigma 4.
 - PointAD+: re-implemented from the paper (§3.4-3.6; no official code exists): G-aggregation,
   geometry prompts, explicit point dice loss, cross-hierarchy contrastive loss, fused scoring.

@@ -9,7 +9,7 @@ Gaussian weights K = exp(-|x_j - x_l|^2 / (2 sigma^2)), and q^_j = alpha q~_j + 
 Defaults k=10, sigma=1, alpha=0.5 (paper). GUESSES: the aggregated tokens are the L2-normalised
 patch tokens (the ones every similarity uses); distances are in the cloud's own units as
 rendered; points visible in no view use the renderer's official fill rule (they borrow the
-view flags of the nearest visible point in array order, see benchmark.render.backproject).
+view flags of the nearest visible point in array order, see render.multiview.backproject).
 
 Everything is linear in the patch tokens F (V*h*w, D): q^ = B F with one sparse operator
 B = ((1 - alpha) I + alpha W) A, where A (N, V*h*w) averages the visible views' patches and W
@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from benchmark.pointops import knn
+from benchmark.components.geometry.pointops import knn
 
 
 def pixel_to_cell(pixel_index: np.ndarray, image_hw: tuple[int, int],

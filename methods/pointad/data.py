@@ -5,8 +5,8 @@ Provenance: the official PointAD preprocessing (specs/methods.md §1.4): organiz
 kept (the Eyecandies adapter already reorders the axes to [x, z, y] and scales them by
 [0.1, -0.1, 0.1] as the official preprocessing does); unorganized clouds
 (Real3D-AD) are resampled to exactly 336*336 points (FPS down / segment up-sampling, see
-benchmark.render.resample_to_count). Renders follow the dataset's view recipe
-(benchmark.render.RECIPES); the per-view GT masks are, as official, a second render of the cloud
+benchmark.components.render.multiview.resample_to_count). Renders follow the dataset's view recipe
+(render.camera.RECIPES); the per-view GT masks are, as official, a second render of the cloud
 coloured by its point GT (point size 6, no lighting, black background) thresholded at 0.5.
 """
 
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark import render as rd
 from benchmark.cache import cached_dir
+from benchmark.components.geometry.organized import points_to_grid, resize_grid, valid_cells
+from benchmark.components.render import camera
+from benchmark.components.render import multiview as rd
 from benchmark.errors import DatasetError
-from benchmark.grid import points_to_grid, resize_grid, valid_cells
 from benchmark.sample import Sample
 
 GT_POINT_SIZE = 6.0  # official GT render
@@ -30,7 +31,7 @@ class RenderSettings:
     image_size: int
     grid_size: int | None = 336  # organized clouds: resize to this grid (None: keep native)
     num_points: int | None = 336 * 336  # unorganized clouds: resample to this count (None: keep)
-    recipe: str = "auto"  # a benchmark.render recipe, or "auto" = the sample's dataset
+    recipe: str = "auto"  # a render.camera recipe, or "auto" = the sample's dataset
     backend: str = "torch"
     max_views: int | None = None  # evenly spaced subset of the recipe's views (tests)
     window: int | None = None  # render window override; point sizes scale with it (tests)
@@ -64,7 +65,7 @@ class Cloud:
 def recipe_name(sample: Sample, settings: RenderSettings) -> str:
     if settings.recipe != "auto":
         return settings.recipe
-    return sample.dataset if sample.dataset in rd.RECIPES else "pointad"
+    return sample.dataset if sample.dataset in camera.RECIPES else "pointad"
 
 
 def _native_to_grid(grid_index: np.ndarray, native_hw: tuple[int, int], size: int) -> np.ndarray:
@@ -75,9 +76,9 @@ def _native_to_grid(grid_index: np.ndarray, native_hw: tuple[int, int], size: in
 
 def _resample(points: np.ndarray, mask: np.ndarray | None, target: int,
               seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """benchmark.render.resample_to_count through the cache (FPS of large clouds is slow)."""
+    """render.multiview.resample_to_count through the cache (FPS of large clouds is slow)."""
     recipe = {"kind": "pointad_resample", "points": rd._digest(points), "mask": rd._digest(mask),
-              "target": target, "seed": seed, "code": rd.RENDER_CODE_VERSION}
+              "target": target, "seed": seed, "code": camera.RENDER_CODE_VERSION}
 
     def build(tmp):
         pts, lab = rd.resample_to_count(points, mask, target, seed)
@@ -129,7 +130,7 @@ def cloud_points(sample: Sample, settings: RenderSettings,
     return np.ascontiguousarray(pts, dtype=np.float32), mask, extra
 
 
-def _views(recipe: rd.ViewRecipe, max_views: int | None) -> list[np.ndarray]:
+def _views(recipe: camera.ViewRecipe, max_views: int | None) -> list[np.ndarray]:
     rots = recipe.rotations()
     if max_views and max_views < len(rots):
         keep = np.unique(np.linspace(0, len(rots) - 1, max_views).round().astype(int))
@@ -140,7 +141,7 @@ def _views(recipe: rd.ViewRecipe, max_views: int | None) -> list[np.ndarray]:
 def prepare_cloud(sample: Sample, settings: RenderSettings, with_gt: bool) -> Cloud:
     """Renders `sample` (cached by recipe) and, with_gt, its per-view GT masks."""
     pts, mask, extra = cloud_points(sample, settings, with_gt)
-    recipe = rd.get_recipe(recipe_name(sample, settings))
+    recipe = camera.get_recipe(recipe_name(sample, settings))
     kw = recipe.render_kwargs(sample.category)
     kw["views"] = _views(recipe, settings.max_views)
     if settings.window:

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark import render as rd
-from benchmark.blur import gaussian_blur
 from benchmark.cache import atomic_write_bytes
+from benchmark.components.blur import gaussian_blur
+from benchmark.components.geometry.organized import resize_maps
+from benchmark.components.geometry.pointops import propagate_nearest
+from benchmark.components.render import multiview as rd
 from benchmark.detector import Detector
 from benchmark.errors import ConfigError, ContractError
-from benchmark.grid import resize_maps
-from benchmark.pointops import propagate_nearest
 from benchmark.sample import Prediction, Sample
 from benchmark.seeding import seed_everything
 from methods.pointad.data import Cloud, RenderSettings, prepare_cloud

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark import render as rd
+from benchmark.components.render import multiview as rd
 from methods.pointad.aggregation import PointAggregator
 from methods.pointad.data import Cloud
 from methods.pointad.engine import PointADEngine

@@ -1,4 +1,4 @@
-"""Torch backend of `benchmark.render`: vectorised square-splat z-buffer, Open3D's Phong shading.
+"""Torch backend of the renderer: vectorised square-splat z-buffer, Open3D's Phong shading.
 
 Reproduces what the legacy Open3D Visualizer draws for a point cloud (GL_POINTS of an integer
 size in window pixels, depth-tested, Phong-lit per point) without OpenGL:
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark import render as R
+from benchmark.components.render import camera as R
 
 
 def phong_colors(points: np.ndarray, normals: np.ndarray, colors: np.ndarray, cam: R.Camera,

@@ -30,8 +30,8 @@ import math
 import numpy as np
 import torch
 
+from benchmark.components.geometry.pointops import serial_below
 from benchmark.errors import ContractError
-from benchmark.pointops import serial_below
 
 _BLOCK_BYTES = 256 * 2**20
 

@@ -27,10 +27,10 @@ import pandas as pd
 import yaml
 
 from benchmark.errors import ConfigError
-from benchmark.spec import EvalConfig
-from benchmark.store import RunStore
+from benchmark.run.spec import EvalConfig
+from benchmark.run.store import RunStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAPER_ROOT = REPO / "results" / "paper"
 MEAN_NAMES = {"mean", "avg", "average", "avg.", "mean.", "overall", "all"}
 METRIC_ORDER = ("image_auroc", "image_ap", "pixel_auroc", "aupro", "pixel_aupr", "point_auroc",

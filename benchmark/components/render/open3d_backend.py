@@ -1,4 +1,4 @@
-"""Open3D backend of `benchmark.render`: the official look (legacy Visualizer, offscreen).
+"""Open3D backend of the renderer: the official look (legacy Visualizer, offscreen).
 
 As the official PointAD scripts: one cloud per view (already rotated), default view control
 (fitted to the cloud's box), white background, ``light_on``, ``mesh_show_back_face``, point size
@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from benchmark import render as R
+from benchmark.components.render import camera as R
 
 
 def _open3d():

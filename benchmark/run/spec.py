@@ -36,9 +36,9 @@ from typing import Any
 import yaml
 
 import benchmark
-from benchmark import protocols
 from benchmark.cache import recipe_hash
 from benchmark.errors import ConfigError
+from benchmark.run import protocols
 
 GRIDS = ("native", "224", "336")
 DOMAINS = ("all", "valid")
@@ -343,7 +343,7 @@ def code_version() -> str:
     override = os.environ.get("BENCHMARK_CODE_VERSION")
     if override:
         return override
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo,
                                 capture_output=True, text=True, timeout=10)

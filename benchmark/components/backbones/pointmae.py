@@ -23,7 +23,7 @@ Differences from the official code, all without effect on the numbers unless sta
 - attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (same formula and
   scale 1/sqrt(head dim); rounding differs at float precision), so 16384 tokens need no
   16384 x 16384 attention matrix on CPU;
-- kNN grouping uses benchmark.pointops (KD-tree; the official code uses sklearn or KNN_CUDA):
+- kNN grouping uses geometry.pointops (KD-tree; the official code uses sklearn or KNN_CUDA):
   equal up to the order of exactly tied neighbours;
 - the token encoder runs over chunks of groups (bounded memory); in train mode the BatchNorm
   batch statistics are gathered over all groups first (three passes), so the result is the same
@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.components.geometry.pointops import farthest_point_sample, group_knn
 from benchmark.errors import ContractError, WeightsError
-from benchmark.pointops import farthest_point_sample, group_knn
 from benchmark.weights import WeightSpec, resolve_weights
 
 POINTMAE_WEIGHTS = WeightSpec(

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import ConfigError
-from benchmark.spec import EvalConfig
-from benchmark.store import CategoryScores
+from benchmark.run.spec import EvalConfig
+from benchmark.run.store import CategoryScores
 
 PIXEL_METRICS = ("pixel_auroc", "aupro", "pixel_aupr")
 POINT_METRICS = ("point_auroc", "point_aupr", "point_aupro")
@@ -39,7 +39,7 @@ def _grid_size(cfg: EvalConfig, native: tuple[int, int]) -> tuple[int, int]:
 def organized_inputs(cs: CategoryScores, cfg: EvalConfig) -> dict[str, np.ndarray] | None:
     """Stacked (n, h, w) maps, GT and validity of one category on the evaluation grid, or None
     when the method produced no dense output."""
-    from benchmark.grid import points_to_grid, resize_maps
+    from benchmark.components.geometry.organized import points_to_grid, resize_maps
 
     has_pixel = cs.pixel_scores is not None
     has_point = cs.point_scores is not None

@@ -28,15 +28,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmark import protocols
 from benchmark.cache import atomic_write_text, recipe_hash
 from benchmark.errors import ContractError
 from benchmark.progress import Bar
-from benchmark.spec import EvalConfig, Job, RunSpec, code_version, expand, import_plugins
-from benchmark.spec import open_dataset as _open_dataset
-from benchmark.store import RunStore, ScoreCollector
+from benchmark.run import protocols
+from benchmark.run.spec import EvalConfig, Job, RunSpec, code_version, expand, import_plugins
+from benchmark.run.spec import open_dataset as _open_dataset
+from benchmark.run.store import RunStore, ScoreCollector
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METRICS_COLUMNS = ("method", "preset", "dataset", "protocol", "train_dataset", "train_category",
                    "test_category", "seed", "metric", "value", "variant", "evaluation", "job",
                    "uses_test_statistics")
@@ -160,7 +160,7 @@ def _predict_category(detector: Any, samples: Any, category: str, show: bool
 
 def execute_job(job: Job, store: RunStore, show_progress: bool = False) -> dict[str, Any]:
     """Runs one job and stores its result (status ``ok`` or ``failed``); returns the result."""
-    from benchmark.evaluation import evaluate_scores
+    from benchmark.run.evaluation import evaluate_scores
     from benchmark.seeding import seed_everything
 
     key = job.key
@@ -389,7 +389,7 @@ def run(spec: RunSpec, *, out: str | Path | None = None, executor: Any = None,
         force: bool = False, command: list[str] | None = None,
         show_progress: bool | None = None) -> RunSummary:
     """Runs `spec` into a run folder (see module docstring)."""
-    from benchmark.executors import LocalExecutor
+    from benchmark.run.executors import LocalExecutor
 
     executor = executor or LocalExecutor()
     jobs = expand(spec)
@@ -423,8 +423,8 @@ def run(spec: RunSpec, *, out: str | Path | None = None, executor: Any = None,
 def reevaluate(run_dir: str | Path, cfg: EvalConfig, show_progress: bool | None = None) -> int:
     """Evaluates a stored run under `cfg` from its scores.npz (no model runs); returns the
     number of jobs evaluated. Results keep their other evaluations; metrics.csv is rebuilt."""
-    from benchmark.evaluation import evaluate_scores
-    from benchmark.store import write_json
+    from benchmark.run.evaluation import evaluate_scores
+    from benchmark.run.store import write_json
 
     store = RunStore(run_dir).require()
     done = 0

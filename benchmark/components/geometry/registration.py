@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from benchmark.components.geometry.descriptors import _check, to_o3d
 from benchmark.errors import ContractError
-from benchmark.features3d import _check, to_o3d
 
 #: the fixed axis permutation the Real3D-AD code applies to every source cloud before RANSAC
 #: (new x = old z, new y = old x, new z = old y)

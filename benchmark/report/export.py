@@ -4,7 +4,7 @@ organized data, and ROC / PRO curves per category.
 - ``<out>/<job>/<category>/<sample>.ply``: the test cloud with a heat colour per point (red/green/
   blue, colour map ``jet`` scaled to the category's score range) and the scalar properties
   ``anomaly_score`` (float) and ``gt`` (0/1 when known); opens in Open3D, MeshLab, CloudCompare.
-- ``<sample>_render.png``: three views of the coloured cloud (benchmark.render).
+- ``<sample>_render.png``: three views of the coloured cloud (components.render).
 - ``<sample>_overlay.png`` (organized data): image | anomaly map over the image | GT outline.
 - ``roc.png``, ``pro.png`` per category: object- and pixel/point-level ROC; PRO curve with the
   integration limit marked.
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import ConfigError
-from benchmark.spec import EvalConfig, Job, import_plugins, open_dataset
-from benchmark.store import CategoryScores, RunStore
+from benchmark.run.spec import EvalConfig, Job, import_plugins, open_dataset
+from benchmark.run.store import CategoryScores, RunStore
 
 CMAP = "jet"
 
@@ -56,7 +56,7 @@ EXPORT_VIEWS = (np.eye(3), _rot("x", -60.0), _rot("y", 90.0))
 def point_scores_of(cs: CategoryScores, i: int, sample: Any) -> np.ndarray | None:
     """Per-point scores of sample i: stored point scores, else the pixel map (bilinearly
     resized to the native grid) read at each point's cell."""
-    from benchmark.grid import resize_maps
+    from benchmark.components.geometry.organized import resize_maps
 
     if cs.point_scores is not None:
         return cs.sample_points_scores(i)
@@ -70,7 +70,7 @@ def point_scores_of(cs: CategoryScores, i: int, sample: Any) -> np.ndarray | Non
 
 
 def native_map(cs: CategoryScores, i: int, sample: Any) -> np.ndarray | None:
-    from benchmark.grid import points_to_grid, resize_maps
+    from benchmark.components.geometry.organized import points_to_grid, resize_maps
 
     smap = cs.sample_pixel_scores(i)
     if smap is not None:
@@ -84,7 +84,7 @@ def native_map(cs: CategoryScores, i: int, sample: Any) -> np.ndarray | None:
 
 def write_heat_ply(path: Path, points: np.ndarray, scores: np.ndarray, vmin: float, vmax: float,
                    gt: np.ndarray | None = None) -> Path:
-    from benchmark.pointio import write_ply
+    from benchmark.components.pointcloud_io import write_ply
 
     scalars = {"anomaly_score": np.asarray(scores, np.float32)}
     if gt is not None:
@@ -96,7 +96,7 @@ def write_heat_ply(path: Path, points: np.ndarray, scores: np.ndarray, vmin: flo
 def write_render_png(path: Path, points: np.ndarray, colors: np.ndarray, size: int = 384) -> Path:
     from PIL import Image
 
-    from benchmark.render import render_views
+    from benchmark.components.render.multiview import render_views
 
     render = render_views(points, views=list(EXPORT_VIEWS), image_size=size, colors=colors,
                           light_on=False, window=size, point_size=max(2.0, size / 80))
@@ -127,7 +127,7 @@ def write_overlay_png(path: Path, sample: Any, smap: np.ndarray, vmin: float, vm
 
 def _pro_curve(cs: CategoryScores, cfg: EvalConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """(FPR, PRO) at 400 score thresholds, from the metrics package's pooled ranking."""
-    from benchmark.evaluation import organized_inputs, point_inputs
+    from benchmark.run.evaluation import organized_inputs, point_inputs
     from metrics._pooling import pool_maps, pool_points
     from metrics.points import cloud_regions
 
@@ -159,7 +159,7 @@ def write_curves(folder: Path, cs: CategoryScores, cfg: EvalConfig, title: str) 
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from benchmark.evaluation import organized_inputs, point_inputs
+    from benchmark.run.evaluation import organized_inputs, point_inputs
 
     out = []
     fig, ax = plt.subplots(figsize=(4.5, 4.5))

@@ -1,0 +1,1 @@
+"""Point-set geometry: neighbours and sampling, local descriptors, registration, organized grids."""

@@ -1,0 +1,1 @@
+"""Reporting a run: paper-layout tables and comparisons, exported heat maps and curves."""

@@ -1,0 +1,1 @@
+"""The run pipeline: spec -> jobs (protocols) -> executors -> runner -> store -> evaluation."""
