@@ -53,7 +53,7 @@ def test_sorted_runs_answer_like_one_sorted_array(small_runs, dtype):
     x = np.round(rng.standard_normal(1000) * 3).astype(dtype)  # heavy ties
     x[:17] = _awkward_floats(dtype)
     reference = np.sort(x)
-    runs = SortedScores(x.copy())
+    runs = SortedScores.from_buffer(x.copy())
     assert len(runs.runs) == 3
     with np.errstate(over="ignore"):
         above = np.nextafter(np.unique(x), np.inf)
@@ -70,7 +70,7 @@ def test_sorted_runs_answer_like_one_sorted_array(small_runs, dtype):
 
 def test_wider_queries_compare_like_floats(small_runs):
     x = np.array([0.1, 0.2, 0.3] * 10, np.float32)
-    runs = SortedScores(x.copy())
+    runs = SortedScores.from_buffer(x.copy())
     q = np.array([0.1, 0.2, float(np.float32(0.2)), 0.30000001], np.float64)  # float64 queries
     for strict in (True, False):
         expected = [int(np.sum(x > v) if strict else np.sum(x >= v)) for v in q]
@@ -156,6 +156,9 @@ class _ManyNormals:
         above = self.values > q if strict else self.values >= q
         return (above * self.counts).sum(axis=-1)
 
+    def count_above_both(self, q):
+        return self.count_above(q, strict=True), self.count_above(q, strict=False)
+
 
 def test_billion_to_one_imbalance_stays_exact():
     n = 10**9
@@ -167,3 +170,30 @@ def test_billion_to_one_imbalance_stays_exact():
     assert ranked.pro_exact(0.3) == pytest.approx((0.3 - 1 / n) / 0.3, rel=1e-15)
     tied = Ranked(normals, np.array([1.0]), np.array([1.0]), 1)
     assert tied.auroc() == 1 - (1 + 3) / (2 * n)  # one above, two tied (1/2 each)
+
+
+@pytest.mark.filterwarnings("ignore::metrics.UndefinedMetricWarning")
+def test_keyed_path_equals_the_selection_path(small_runs):
+    """Without ``valid`` every cell is sorted and the anomalous ones subtracted; with an all-true
+    ``valid`` only the normal cells are selected first. Both give the same numbers to the bit."""
+    gts, cases = _adversarial_cases()
+    for maps in cases.values():
+        everything = np.ones(maps.shape, np.uint8)
+        for mode in ("exact", "mvtec3d_sampled", "cflow200"):
+            if mode != "exact" and np.unique(maps).size == 1:
+                continue
+            np.testing.assert_array_equal(  # NaN (undefined cflow200) equals NaN here
+                metrics.aupro(maps, gts, mode=mode),
+                metrics.aupro(maps, gts, valid=everything, mode=mode))
+        a = metrics.evaluate(None, None, maps=maps, gts=gts)
+        b = metrics.evaluate(None, None, maps=maps, gts=gts, valid=everything)
+        np.testing.assert_array_equal([r.value for r in a], [r.value for r in b])
+
+
+def test_threaded_pooling_reports_the_first_bad_map(small_runs):
+    gts, cases = _adversarial_cases()
+    maps = cases["random"].copy()
+    maps[4, 0, 0] = np.nan
+    maps[1, 3, 3] = np.inf
+    with pytest.raises(ValueError, match="sample 1 "):
+        metrics.pixel_auroc(maps, gts)
