@@ -25,7 +25,7 @@ from metrics._checks import (
     score_dtype,
 )
 from metrics._ranking import Ranked
-from metrics._sorted import SortedScores, float_keys, key_dtype, keys_into
+from metrics._sorted import float_keys, floats_from_keys, key_dtype, keys_into
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -63,17 +63,118 @@ def _anomalous_cells(m: np.ndarray, g: np.ndarray, v: np.ndarray | None, dtype: 
     return scores, ids, n_lab
 
 
+BATCH_CELLS = 1 << 24  # cells keyed and sorted at once per thread (64 MB of float32 keys)
+
+
+class MapNormals:
+    """The normal cells of a class's maps, answered by streaming over the maps (no copy of all
+    normal scores): each request keys and sorts the maps batch by batch in threads, counts against
+    every batch and sums. Every cell is sorted; the anomalous cells (``excluded``, sorted keys)
+    are subtracted. Same interface as :class:`metrics._sorted.SortedScores`."""
+
+    def __init__(self, maps_l: list[np.ndarray], dtype: np.dtype, excluded: np.ndarray) -> None:
+        self.maps, self.dtype, self.excluded = maps_l, np.dtype(dtype), excluded
+        self.key_dtype = key_dtype(self.dtype)
+        self.size = sum(int(m.size) for m in maps_l) - int(excluded.size)
+        self.batches: list[tuple[int, int]] = []
+        start, cells = 0, 0
+        for i, m in enumerate(maps_l):
+            if cells and cells + m.size > BATCH_CELLS:
+                self.batches.append((start, i))
+                start, cells = i, 0
+            cells += int(m.size)
+        self.batches.append((start, len(maps_l)))
+
+    def _sorted_batch(self, lo: int, hi: int) -> np.ndarray:
+        maps = self.maps[lo:hi]
+        keys = np.empty(sum(int(m.size) for m in maps), self.key_dtype)
+        at = 0
+        for m in maps:
+            bits = np.ascontiguousarray(m, dtype=self.dtype).reshape(-1).view(self.key_dtype)
+            keys_into(bits, keys[at:at + bits.size])
+            at += bits.size
+        keys.sort()
+        return keys
+
+    def _stream(self, fn):
+        """Sum over batches of ``fn(sorted keys of the batch)``, batches sorted in threads."""
+        def one(span):
+            return fn(self._sorted_batch(*span))
+
+        threads = min(_sorted.sort_threads(), len(self.batches))
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(one, self.batches))
+        else:
+            parts = [one(span) for span in self.batches]
+        return sum(parts[1:], parts[0])
+
+    def _keys(self, values: np.ndarray, strict: bool) -> np.ndarray:
+        return float_keys(_sorted.nearest_in_dtype(np.asarray(values), self.dtype, strict=strict))
+
+    def count_above_both(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``#{normals > v}``, ``#{normals >= v}``) for each v, in one pass over the maps."""
+        strict, loose = self._keys(values, True), self._keys(values, False)
+
+        def at_or_below(run: np.ndarray) -> np.ndarray:
+            return np.stack([np.searchsorted(run, strict, side="right"),
+                             np.searchsorted(run, loose, side="left")]).astype(np.int64)
+
+        below = self._stream(at_or_below)
+        below[0] -= np.searchsorted(self.excluded, strict, side="right")
+        below[1] -= np.searchsorted(self.excluded, loose, side="left")
+        return self.size - below[0], self.size - below[1]
+
+    def count_above(self, values: np.ndarray, *, strict: bool) -> np.ndarray:
+        return self.count_above_both(values)[0 if strict else 1]
+
+    def at_ranks(self, ranks: np.ndarray) -> np.ndarray:
+        """Order statistics: a histogram of the keys' top 16 bits finds each rank's bucket, a
+        second pass collects only those buckets' keys."""
+        ranks = np.asarray(ranks, dtype=np.int64)
+        shift = self.key_dtype.itemsize * 8 - 16
+        hist = self._stream(lambda run: np.bincount((run >> shift).astype(np.int64),
+                                                  minlength=1 << 16))
+        hist -= np.bincount((self.excluded >> shift).astype(np.int64), minlength=1 << 16)
+        cum = np.cumsum(hist)
+        buckets = np.searchsorted(cum, ranks, side="right")
+        wanted = np.unique(buckets)
+        lo_keys = (wanted.astype(self.key_dtype) << shift).astype(self.key_dtype)
+
+        def collect(run: np.ndarray) -> list:
+            starts = np.searchsorted(run, lo_keys, side="left")
+            ends = np.searchsorted(run, lo_keys + (1 << shift) - 1, side="right")
+            return [[run[s:e].copy() for s, e in zip(starts, ends)]]
+
+        per_batch = self._stream(collect)
+        out = np.empty(ranks.shape, self.key_dtype)
+        for j, bucket in enumerate(wanted):
+            keys = np.sort(np.concatenate([b[j] for b in per_batch]))
+            mine = self.excluded[(self.excluded >> shift) == bucket]
+            keys = _sorted.remove_sorted(keys, mine)
+            before = int(cum[bucket - 1]) if bucket else 0
+            sel = buckets == bucket
+            out[sel] = keys[ranks[sel] - before]
+        return floats_from_keys(out, self.dtype)
+
+    def min(self) -> np.generic:
+        return self.at_ranks(np.array([0]))[0]
+
+    def max(self) -> np.generic:
+        return self.at_ranks(np.array([self.size - 1]))[0]
+
+    def sorted_values(self) -> np.ndarray:
+        """Every normal score in ascending order (one full array: for plots of small runs)."""
+        keys = np.sort(np.concatenate(self._stream(lambda run: [run])))
+        return floats_from_keys(_sorted.remove_sorted(keys, self.excluded), self.dtype)
+
+
 def _pool_keyed(maps_l: list[np.ndarray], gts_l: list[np.ndarray], dtype: np.dtype,
                 regions: bool) -> Ranked:
-    """Every cell's key into one buffer, maps split into ranges pooled and sorted in threads."""
-    kd = key_dtype(dtype)
-    sizes = np.array([m.size for m in maps_l], np.int64)
-    ends = np.cumsum(sizes)
-    buffer = np.empty(int(ends[-1]), kd)
-    n_ranges = max(1, min(_sorted.sort_threads(), len(maps_l), buffer.size // _sorted.MIN_RUN))
-    # contiguous map ranges of about equal cell counts: [bounds[j], bounds[j + 1])
-    cuts = np.searchsorted(ends, np.arange(1, n_ranges) * buffer.size / n_ranges) + 1
-    bounds = np.unique(np.concatenate([[0], cuts, [len(maps_l)]])).tolist()
+    """Checks every map and collects the anomalous cells (in threads over map ranges); the
+    normal cells stay in the maps and are streamed (:class:`MapNormals`)."""
+    n_ranges = max(1, min(_sorted.sort_threads(), len(maps_l)))
+    bounds = np.linspace(0, len(maps_l), n_ranges + 1).astype(int).tolist()
 
     def pool_range(lo: int, hi: int) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
         found = []
@@ -81,16 +182,10 @@ def _pool_keyed(maps_l: list[np.ndarray], gts_l: list[np.ndarray], dtype: np.dty
             m, g = maps_l[i], gts_l[i]
             check_shape(m, g, "map", "GT", i)
             check_finite(m, "maps", i)
-            bits = np.ascontiguousarray(m, dtype=dtype).reshape(-1).view(kd)
-            keys_into(bits, buffer[ends[i] - sizes[i]:ends[i]])
             found.append(_anomalous_cells(m, g, None, dtype, regions))
-        run(lo, hi).sort()
         return found
 
-    def run(lo: int, hi: int) -> np.ndarray:
-        return buffer[int(ends[lo] - sizes[lo]):int(ends[hi - 1])]
-
-    spans = list(zip(bounds[:-1], bounds[1:]))
+    spans = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
     if len(spans) > 1:
         with ThreadPoolExecutor(len(spans)) as pool:
             futures = [pool.submit(pool_range, lo, hi) for lo, hi in spans]
@@ -102,7 +197,7 @@ def _pool_keyed(maps_l: list[np.ndarray], gts_l: list[np.ndarray], dtype: np.dty
     if regions:
         offsets = np.cumsum([0] + [p[2] for p in parts[:-1]])
         ids = np.concatenate([p[1] + o for p, o in zip(parts, offsets)])
-    normals = SortedScores([run(lo, hi) for lo, hi in spans], dtype, np.sort(float_keys(pos)))
+    normals = MapNormals(maps_l, dtype, np.sort(float_keys(pos)))
     return Ranked.from_sorted(normals, pos, ids)
 
 

@@ -185,12 +185,20 @@ class SortedScores:
     def sorted_values(self) -> np.ndarray:
         """All scores in ascending order as one new float array (for plots; costs a merge)."""
         merged = self.runs[0] if len(self.runs) == 1 else np.sort(np.concatenate(self.runs))
-        if self.excluded is not None:  # remove the excluded multiset
-            values, counts = np.unique(self.excluded, return_counts=True)
-            starts = np.searchsorted(merged, values, side="left")
-            drop = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            merged = np.delete(merged, drop)
+        if self.excluded is not None:
+            merged = remove_sorted(merged, self.excluded)
         return self._values(merged)
+
+
+def remove_sorted(values: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """``values`` (sorted) without the multiset ``drop`` (each of its entries occurs in
+    ``values`` at least as often)."""
+    if not drop.size:
+        return values
+    distinct, counts = np.unique(drop, return_counts=True)
+    starts = np.searchsorted(values, distinct, side="left")
+    index = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return np.delete(values, index)
 
 
 def sort_runs(runs: list[np.ndarray]) -> None:
