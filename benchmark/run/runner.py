@@ -393,10 +393,9 @@ def current_labels(results: list[dict[str, Any]]) -> list[str]:
                                    r["job"].get("method_args") or {}) for r in results])
 
 
-def rebuild_metrics_csv(store: RunStore, warn: Any = None) -> int:
-    """Writes metrics.csv from the current result of every job in the folder (whatever command
-    wrote it; damaged jobs are reported to `warn` and left out); returns the number of rows.
-    Call it holding the folder lock."""
+def metrics_csv_text(store: RunStore, warn: Any = None) -> tuple[str, int]:
+    """metrics.csv of the current result of every job in the folder (whatever command wrote it;
+    damaged jobs are reported to `warn` and left out) and its number of rows."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -406,7 +405,14 @@ def rebuild_metrics_csv(store: RunStore, warn: Any = None) -> int:
         for row in metric_rows(result, label):
             writer.writerow(row)
             n += 1
-    atomic_write_text(store.metrics_path, buf.getvalue())
+    return buf.getvalue(), n
+
+
+def rebuild_metrics_csv(store: RunStore, warn: Any = None) -> int:
+    """Rewrites metrics.csv (atomically) from the folder's current jobs; returns the number of
+    rows. Call it holding the folder lock."""
+    text, n = metrics_csv_text(store, warn)
+    atomic_write_text(store.metrics_path, text)
     return n
 
 

@@ -393,7 +393,7 @@ class RunStore:
             return (self.dir / "jobs").is_dir()
         if not isinstance(data, dict):
             return False
-        return data.get("kind") == RUN_KIND or {"config", "jobs", "environment"} <= set(data)
+        return data.get("kind") == RUN_KIND or {"config", "jobs"} <= set(data)
 
     def require(self) -> RunStore:
         if not self.exists():
