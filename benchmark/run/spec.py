@@ -543,7 +543,7 @@ def job_code(method: str, datasets: list[str]) -> dict[str, str]:
 
     starts = [METHODS.get(method).factory.__module__, "benchmark.run.protocols"]
     starts += [DATASETS.get(d).factory.__module__ for d in datasets]
-    code: dict[str, str] = {"benchmark": benchmark.__version__}
+    code: dict[str, str] = {"version:benchmark": benchmark.__version__}
     for start in starts:
         if start == "benchmark.run.protocols":
             digest = _source_hash(start)
