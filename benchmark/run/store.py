@@ -572,8 +572,17 @@ def _finished(result: dict[str, Any] | None) -> str:
 
 
 def identity_of(result: dict[str, Any], key: str) -> str:
-    """The job identity of a stored result (its key when the result predates identities)."""
-    return str(result.get("identity") or (result.get("job") or {}).get("identity") or key)
+    """The job identity of a stored result (recomputed from its job for results written before
+    identities were recorded; its key when even that fails)."""
+    found = result.get("identity") or (result.get("job") or {}).get("identity")
+    if found:
+        return str(found)
+    try:
+        from benchmark.run.spec import Job
+
+        return Job.from_dict(result["job"]).identity
+    except Exception:  # noqa: BLE001 - an unreadable job stands alone
+        return key
 
 
 def warn(message: str) -> None:
