@@ -281,13 +281,14 @@ def test_truncated_scores_are_recomputed_and_skipped_with_a_warning(tmp_path, ca
     assert RunStore(out).status(bad) is None
     assert main(["evaluate", "--run", str(out), "--grid", "224"]) == 0
     captured = capsys.readouterr()
-    assert f"job {bad} skipped" in captured.err and "| toy_nn |" in captured.out
+    assert f"warning: job {bad} (toy_nn toy/one_class" in captured.err and "skipped" in captured.err
+    assert "| toy_nn |" in captured.out
     assert main(["export", "--run", str(out), "--out", str(tmp_path / "exp"), "--no-ply",
                  "--no-png"]) == 0
-    assert f"job {bad} skipped" in capsys.readouterr().err
+    assert f"warning: job {bad} (" in capsys.readouterr().err
     assert main(["tables", "--run", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"job {bad} skipped" in captured.err and "(1/4)" in captured.out
+    assert f"warning: job {bad} (" in captured.err and "(1/4)" in captured.out
     again = run(toy.toy_spec(categories=["alpha", "beta"], dataset_options={"organized": True}),
                 out=out)
     assert [e["key"] for e in again.executed] == [bad]

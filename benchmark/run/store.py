@@ -553,7 +553,7 @@ class RunStore:
             verdict = self.verify(key)
             if verdict.status is None:
                 if warn is not None:
-                    warn(f"job {key} skipped: {verdict.reason}")
+                    warn(f"job {key}{_title(verdict.result)} skipped: {verdict.reason}")
                 continue
             identity = identity_of(verdict.result or {}, key)
             previous = chosen.get(identity)
@@ -565,6 +565,15 @@ class RunStore:
             if _finished(verdict.result) > _finished(previous[1].result):
                 chosen[identity] = (key, verdict)
         return sorted(chosen.values(), key=lambda kv: kv[0])
+
+
+def _title(result: dict[str, Any] | None) -> str:
+    try:
+        from benchmark.run.spec import Job
+
+        return f" ({Job.from_dict(result['job']).title})"
+    except Exception:  # noqa: BLE001 - the key alone names it
+        return ""
 
 
 def _finished(result: dict[str, Any] | None) -> str:
