@@ -219,6 +219,18 @@ def test_job_code_covers_the_method_and_the_toolkit_it_imports():
     assert {"test_runner_fixtures", "benchmark.run.protocols", "benchmark.sample"} <= set(job.code)
 
 
+def test_job_code_holds_the_plugin_distribution_version(monkeypatch):
+    from importlib import metadata
+
+    import benchmark.run.spec as spec
+
+    # pretend the toy plugin module is shipped by an installed distribution (numpy's)
+    monkeypatch.setattr(spec, "_plugin_versions", lambda: {"test_runner_fixtures": ["numpy"]})
+    code = spec.job_code("toy_nn", ["toy"])
+    assert code["dist:numpy"] == metadata.version("numpy")
+    assert "methods.patchcore" not in code  # another method's source is not this job's code
+
+
 # --------------------------------------------------------------------------------------------
 # 3. every finished job of the folder is tabulated; concurrent runs split the work
 

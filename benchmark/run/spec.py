@@ -541,10 +541,17 @@ def job_code(method: str, datasets: list[str]) -> dict[str, str]:
 
     from benchmark.registry import DATASETS, METHODS
 
-    starts = [METHODS.get(method).factory.__module__, "benchmark.run.protocols"]
-    starts += [DATASETS.get(d).factory.__module__ for d in datasets]
+    def module_of(factory: Any) -> str | None:
+        name = getattr(factory, "__module__", None) or getattr(
+            getattr(factory, "func", None), "__module__", None)  # functools.partial
+        return name if isinstance(name, str) else None
+
+    starts = [module_of(METHODS.get(method).factory), "benchmark.run.protocols"]
+    starts += [module_of(DATASETS.get(d).factory) for d in datasets]
     code: dict[str, str] = {"version:benchmark": benchmark.__version__}
     for start in starts:
+        if start is None:
+            continue
         if start == "benchmark.run.protocols":
             digest = _source_hash(start)
             if digest:
