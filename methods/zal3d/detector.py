@@ -164,11 +164,11 @@ class ZAL3D(Detector):
                                                              max_cached_models)):
             if int(v) < 1:
                 raise ConfigError(f"3dzal: {name} must be >= 1, got {v}")
-        self.btf = BTF(features="rgb_fpfh", image_size=image_size, patch_grid=patch_grid,
-                       coreset_fraction=coreset_fraction, coreset_eps=coreset_eps,
-                       n_reweight=n_reweight, blur_radius=blur_radius, voxel_size=voxel_size,
-                       pretrained=pretrained, weights=weights, backbone_tag=backbone_tag,
-                       float16=float16, nn_backend=nn_backend, seed=seed)
+        with torch.random.fork_rng(devices=[]):  # a random-init RGB backbone follows `seed`
+            torch.manual_seed(int(seed))
+            self.btf = self._make_btf(image_size, patch_grid, coreset_fraction, coreset_eps,
+                                      n_reweight, blur_radius, voxel_size, pretrained, weights,
+                                      backbone_tag, float16, nn_backend, seed)
         self.timer = StageTimer()
         self.btf.timer = self.timer
         self.image_size, self.patch_grid = int(image_size), int(patch_grid)
@@ -211,6 +211,16 @@ class ZAL3D(Detector):
         self._sources: dict[tuple[str, int, int], AddSource] = {}
         self._irrelevant_ds = None
         self._nets: dict[int, nn.Module] = {}
+
+    @staticmethod
+    def _make_btf(image_size, patch_grid, coreset_fraction, coreset_eps, n_reweight, blur_radius,
+                  voxel_size, pretrained, weights, backbone_tag, float16, nn_backend,
+                  seed) -> BTF:
+        return BTF(features="rgb_fpfh", image_size=image_size, patch_grid=patch_grid,
+                   coreset_fraction=coreset_fraction, coreset_eps=coreset_eps,
+                   n_reweight=n_reweight, blur_radius=blur_radius, voxel_size=voxel_size,
+                   pretrained=pretrained, weights=weights, backbone_tag=backbone_tag,
+                   float16=float16, nn_backend=nn_backend, seed=seed)
 
     # --- per-sample preparation -------------------------------------------------------------
     def prepare(self, sample: Sample) -> _Prepared:
