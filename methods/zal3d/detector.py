@@ -98,6 +98,7 @@ class ZAL3D(Detector):
         backbone_tag: str = "racm_in1k",
         float16: bool = False,
         nn_backend: str = "auto",
+        rgb_branch: bool = True,
         # learned 3D patch branch E_theta and normalcy classifier C_w
         patch_points: int = 64,
         feature_dim: int = 128,
@@ -168,7 +169,9 @@ class ZAL3D(Detector):
             torch.manual_seed(int(seed))
             self.btf = self._make_btf(image_size, patch_grid, coreset_fraction, coreset_eps,
                                       n_reweight, blur_radius, voxel_size, pretrained, weights,
-                                      backbone_tag, float16, nn_backend, seed)
+                                      backbone_tag, float16, nn_backend, seed, rgb_branch)
+        self.rgb_branch = bool(rgb_branch)
+        self.modalities = frozenset({"xyz_grid", "rgb"} if rgb_branch else {"xyz_grid"})
         self.timer = StageTimer()
         self.btf.timer = self.timer
         self.image_size, self.patch_grid = int(image_size), int(patch_grid)
@@ -215,8 +218,9 @@ class ZAL3D(Detector):
     @staticmethod
     def _make_btf(image_size, patch_grid, coreset_fraction, coreset_eps, n_reweight, blur_radius,
                   voxel_size, pretrained, weights, backbone_tag, float16, nn_backend,
-                  seed) -> BTF:
-        return BTF(features="rgb_fpfh", image_size=image_size, patch_grid=patch_grid,
+                  seed, rgb_branch) -> BTF:
+        return BTF(features="rgb_fpfh" if rgb_branch else "fpfh", image_size=image_size,
+                   patch_grid=patch_grid,
                    coreset_fraction=coreset_fraction, coreset_eps=coreset_eps,
                    n_reweight=n_reweight, blur_radius=blur_radius, voxel_size=voxel_size,
                    pretrained=pretrained, weights=weights, backbone_tag=backbone_tag,
@@ -225,7 +229,7 @@ class ZAL3D(Detector):
     # --- per-sample preparation -------------------------------------------------------------
     def prepare(self, sample: Sample) -> _Prepared:
         """BTF's RGB + FPFH patch features plus the resized cloud and the cell anchors."""
-        base = self.btf.patches(sample)  # also checks that the sample is organized with RGB
+        base = self.btf.patches(sample)  # also checks that the sample is organized (and RGB)
         grid = resize_grid(sample.xyz_grid, self.image_size, mode="nearest")
         valid = valid_cells(grid, all_nonzero=True)
         flat = np.flatnonzero(valid.reshape(-1))
