@@ -293,7 +293,9 @@ class ZAL3D(Detector):
         if not allowed:
             raise ConfigError(
                 f"3dzal: no task-irrelevant category left after excluding {sorted(excluded)} "
-                f"from {cats} (irrelevant={self.irrelevant!r})")
+                f"from {cats} of {self._dataset_root()} (irrelevant={self.irrelevant!r}); pass "
+                "irrelevant_root=<dataset root> when the training files come from a per-class "
+                "cache (e.g. mvtec3d preprocess=btf)")
         plan = []
         for c in allowed:
             n = len(ds.train(c))
