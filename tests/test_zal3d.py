@@ -278,3 +278,20 @@ def test_zero_shot_pairs_end_to_end(tmp_path) -> None:
 @pytest.mark.slow
 def test_zero_shot_pairs_end_to_end_strict(tmp_path) -> None:
     _run_pairs(tmp_path, 3, "strict")
+
+
+def test_grid_specs_expand_the_supplement_grids() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from benchmark.run.spec import spec_from_dict
+
+    root = Path(__file__).resolve().parents[1] / "results" / "specs"
+    grids = {"3dzal_tau_grid.yaml": ("tau", [0.0001, 0.001, 0.01]),
+             "3dzal_w_rd_grid.yaml": ("w_rd", [0.1, 1, 10, 100, 1000, 10000])}
+    for name, (key, values) in grids.items():
+        spec = spec_from_dict(yaml.safe_load((root / name).read_text()), source=name)
+        assert [m.name for m in spec.methods] == ["3dzal"] * len(values)
+        assert [m.args[key] for m in spec.methods] == values
+        assert spec.protocols == ["zero_shot_pairs"]
