@@ -213,7 +213,7 @@ def test_predict_is_deterministic_and_order_free(synth, fitted) -> None:
     assert a[0].pixel_scores.shape == (56, 56) and np.isfinite(a[0].pixel_scores).all()
     assert a[0].score > 0 and a[0].score != a[1].score
     # the same seed trains the same model (features reused from the fitted detector)
-    other = ZAL3D(**{**TRAINED, "epochs": 1})
+    other = ZAL3D(**{**TRAINED, "epochs": 1, "rgb_branch": False})  # no backbone needed
     other._train, other._train_category = fitted._train, fitted._train_category
     other._root_hint, other.patch_scale = fitted._root_hint, fitted.patch_scale
     excluded = frozenset({"bar", "cookie"})
@@ -238,7 +238,7 @@ def test_weights_and_arguments() -> None:
     assert det.w_rd == 0 and not det.use_classifier and not det.perturbation
 
 
-def _run_pairs(tmp_path, n_classes: int, irrelevant: str) -> None:
+def _run_pairs(tmp_path, n_classes: int, irrelevant: str, rgb: bool) -> None:
     """Every ordered pair of synthetic classes through the runner (the fit view is the
     protocol's guarded FitData); metrics for every pair."""
     if "synthetic" not in DATASETS:
@@ -249,7 +249,8 @@ def _run_pairs(tmp_path, n_classes: int, irrelevant: str) -> None:
 
     spec = spec_from_dict({
         "name": "zal_e2e",
-        "methods": [{"name": "3dzal", "args": {**SMOKE, "irrelevant": irrelevant}}],
+        "methods": [{"name": "3dzal", "args": {**SMOKE, "irrelevant": irrelevant,
+                                                     "rgb_branch": rgb}}],
         "dataset": "synthetic", "dataset_options": {"format": "mvtec3d", "categories": n_classes},
         "protocol": "zero_shot_pairs", "categories": "all", "seeds": [0],
         "evaluation": {"grid": "224", "aupro_mode": "mvtec3d_sampled"},
@@ -272,12 +273,14 @@ def _run_pairs(tmp_path, n_classes: int, irrelevant: str) -> None:
 
 
 def test_zero_shot_pairs_end_to_end(tmp_path) -> None:
-    _run_pairs(tmp_path, 2, "all_but_train")
+    """The fast default: 2 classes, the cheaper task-irrelevant variant, no RGB backbone (the
+    RGB path runs in the tests above)."""
+    _run_pairs(tmp_path, 2, "all_but_train", rgb=False)
 
 
 @pytest.mark.slow
 def test_zero_shot_pairs_end_to_end_strict(tmp_path) -> None:
-    _run_pairs(tmp_path, 3, "strict")
+    _run_pairs(tmp_path, 3, "strict", rgb=True)
 
 
 def test_grid_specs_expand_the_supplement_grids() -> None:
