@@ -171,7 +171,8 @@ def test_real_paper_tables_load_when_transcribed():
                 assert any(paper.query(row, c) for c in paper.value_columns()), (ref, row)
 
 
-REAL = ["group3ad:table1", "3dzal:table9", "pointad_plus:table1", "group3ad:table5"]
+REAL = ["group3ad:table1", "3dzal:table9", "pointad_plus:table1", "group3ad:table5",
+        "3dzal:main_table1", "3dzal:table13"]
 
 
 def _synthesize(paper) -> list[dict]:
