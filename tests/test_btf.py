@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from benchmark.errors import ConfigError, ContractError, WeightsError
+from benchmark.errors import ConfigError, ContractError, NotFittedError, WeightsError
 from benchmark.registry import METHODS
 from benchmark.sample import Sample
 
@@ -116,7 +116,7 @@ def test_btf_errors() -> None:
                          points=np.zeros((5, 3), np.float32), label=0)  # fmt: skip
     with pytest.raises(ContractError, match="organized"):
         det.patches(unorganized)
-    with pytest.raises(ContractError, match="before fit"):
+    with pytest.raises(NotFittedError, match="before fit"):
         det.predict(scan_sample(0, False))
     with pytest.raises(ConfigError, match="voxel_size"):
         METHODS.create("btf_fpfh", voxel_size="auto")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.errors import ConfigError, ContractError, WeightsError
+from benchmark.errors import ConfigError, ContractError, NotFittedError, WeightsError
 from benchmark.registry import METHODS
 from benchmark.sample import Sample
 
@@ -166,7 +166,7 @@ def test_weights_required_offline() -> None:
 
 def test_predict_before_fit_and_bad_voxel() -> None:
     det = METHODS.create("patchcore_raw")
-    with pytest.raises(ContractError, match="before fit"):
+    with pytest.raises(NotFittedError, match="before fit"):
         det.predict(cloud_sample(0, "test", False, n=100))
     with pytest.raises(ConfigError, match="voxel_size"):
         METHODS.create("patchcore_raw", voxel_size=-1)

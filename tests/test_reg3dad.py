@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from benchmark.errors import ConfigError, ContractError
+from benchmark.errors import ConfigError, ContractError, NotFittedError
 from benchmark.registry import METHODS
 from benchmark.sample import Sample
 from methods.reg3dad import Reg3DAD
@@ -141,7 +141,7 @@ def test_registry_and_errors(data) -> None:
     assert entry.learning == "one_class" and "point_scores" in entry.outputs
     det = entry.create(**entry.smoke)
     assert isinstance(det, Reg3DAD) and det.uses_test_statistics
-    with pytest.raises(ContractError, match="before fit"):
+    with pytest.raises(NotFittedError, match="before fit"):
         list(det.predict_many(data[1][:1]))
     with pytest.raises(ConfigError):
         Reg3DAD(normalize="per_sample", pretrained=False)
