@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from benchmark.errors import ConfigError, ContractError, NotFittedError, WeightsError
+from benchmark.errors import ConfigError, NotFittedError, WeightsError
 from benchmark.registry import METHODS
 from benchmark.sample import Sample
 
