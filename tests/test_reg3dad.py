@@ -160,8 +160,6 @@ def test_synthetic_real3d_tree_end_to_end() -> None:
     """The generated Real3D-AD-format tree through the real adapter (official 0.5 mm recipe)."""
     from benchmark.registry import DATASETS
 
-    if "synthetic" not in DATASETS:
-        pytest.skip("synthetic dataset generator not available")
     ds = DATASETS.create("synthetic", format="real3d", size="small", categories=1)
     category = ds.categories[0]
     tiny = {**TINY, "num_group": 32, "group_size": 16, "memory_size": 150}
