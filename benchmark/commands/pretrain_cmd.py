@@ -95,7 +95,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=int)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--model", type=json.loads, default={},
-                        help='model shape overrides as JSON, e.g. \'{"trans_dim": 96, "depth": 4}\' '
+                        help='model shape overrides as JSON, e.g. \'{"trans_dim": 96}\' '
                              "(only checkpoints of the official shape load into the encoder-only "
                              "Point-MAE users)")
     parser.add_argument("--init", default="none",

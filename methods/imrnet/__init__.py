@@ -56,7 +56,9 @@ Guessed choices (the paper leaves them open; every one is a constructor argument
   permutation of the patches, so with 0.4 x 3 >= 1 every patch is reconstructed at least once
   (``"independent"``: a fresh random 40 % each time); masks seeded from (seed, sample id);
 - A_p: Chamfer of the input patch against the reconstructed patch in the same slot (patches keep
-  their centres through the iterations, Algorithm 1 line 9);
+  their centres through the iterations, Algorithm 1 line 9), ``point_chamfer="patch"``;
+  ``"point"`` keeps the input->output half per point instead of one value per patch (on our
+  synthetic data the patch value localises better);
 - feature comparison Theta = L2 distance per patch; fusion "concatenation" = sum of the two maps
   each divided by its mean over the training clouds' points;
 - template: the input features of the FIRST training cloud (``template="first"``; ``"all"`` =

@@ -94,7 +94,7 @@ class IMRNet(Detector):
         finetune_mask_ratio: float | None = None,
         finetune_augment: bool = True,
         object_reduction: str = "max",
-        point_chamfer: str = "point",
+        point_chamfer: str = "patch",
         pretrained: bool | str | os.PathLike = True,
         weights: str | os.PathLike | None = None,
         adapt_head: bool = True,
@@ -129,7 +129,8 @@ class IMRNet(Detector):
         self.sampler = sampler
         self.gps_options = {"tau": gps_tau, "density_ratio": gps_density_ratio,
                             "radius": gps_radius, "max_nn": gps_max_nn}  # fmt: skip
-        self.mask_ratio, self.iterations, self.mask_schedule = mask_ratio, int(iterations), mask_schedule
+        self.mask_ratio, self.iterations = mask_ratio, int(iterations)
+        self.mask_schedule = mask_schedule
         self.feature_layers = tuple(int(x) for x in feature_layers)
         if max(self.feature_layers) > decoder_depth:
             raise ConfigError(f"imrnet: feature_layers {self.feature_layers} exceed the decoder "
@@ -204,9 +205,9 @@ class IMRNet(Detector):
                                            self.feature_layers)[0]  # fmt: skip
 
     @torch.no_grad()
-    def _raw(self, sample: Sample, patches: _Patches | None = None) -> _Scores:
-        """Algorithm 1 + DFC on one cloud (scores before fusion)."""
-        p = patches or self._prepare(sample)
+    def _reconstruct(self, sample: Sample, p: _Patches) -> tuple:
+        """Algorithm 1 on one cloud, then the decoder features of input and reconstruction:
+        (relative input patches, reconstructed patches, centres, F_i, F_o)."""
         dev = self.device
         nb, ctr = p.neighborhood.to(dev), torch.from_numpy(p.centers).to(dev)
         masks = iteration_masks(len(ctr), self.mask_ratio, self.iterations,
@@ -216,8 +217,14 @@ class IMRNet(Detector):
         with self.timer("features"):
             f_in = self._features(nb, ctr)
             f_out = self._features(out, ctr)
-            f_reg, dist, replaced = regularize(f_out, self.template_features, self.threshold)
+        return nb, out, ctr, f_in, f_out
+
+    @torch.no_grad()
+    def _score(self, p: _Patches, rec: tuple) -> _Scores:
+        """DFC: template regularisation of F_o, A_f and A_p per patch, then per point."""
+        nb, out, _, f_in, f_out = rec
         with self.timer("scoring"):
+            f_reg, dist, replaced = regularize(f_out, self.template_features, self.threshold)
             a_f = (f_in - f_reg).norm(dim=1).cpu().numpy().astype(np.float64)
             a_p = chamfer_l2(nb, out).cpu().numpy().astype(np.float64)
             if self.point_chamfer == "point":
@@ -227,6 +234,11 @@ class IMRNet(Detector):
                 pts_p = patches_to_points(a_p, p.group_idx, p.centers, p.points)
             pts_f = patches_to_points(a_f, p.group_idx, p.centers, p.points)
         return _Scores(a_p, a_f, pts_p, pts_f, dist.cpu().numpy(), replaced.cpu().numpy())
+
+    def _raw(self, sample: Sample, patches: _Patches | None = None) -> _Scores:
+        """Algorithm 1 + DFC on one cloud (scores before fusion)."""
+        p = patches or self._prepare(sample)
+        return self._score(p, self._reconstruct(sample, p))
 
     # --- fit -----------------------------------------------------------------------------------
 
@@ -253,17 +265,19 @@ class IMRNet(Detector):
                                torch.from_numpy(p.centers).to(self.device))
                 for p in chosen
             ])  # fmt: skip
-        # threshold and score scales from the training clouds (the template excluded when
-        # others exist): first without replacement to measure the feature drift
-        self.threshold = float("inf")
-        others = [(s, p) for s, p in zip(samples, prepared)][1 if len(samples) > 1 else 0 :]
-        raws = [self._raw(s, p) for s, p in others]
+        # threshold and score scales from the training clouds (the template cloud excluded
+        # when there are others)
+        others = list(zip(samples, prepared))[1 if len(samples) > 1 else 0 :]
+        recs = [(p, self._reconstruct(s, p)) for s, p in others]
         if self.template_threshold == "auto":
-            dists = np.concatenate([r.f_out_dist for r in raws])
+            with torch.no_grad():
+                dists = torch.cat([
+                    regularize(r[4], self.template_features, float("inf"))[1] for _, r in recs
+                ]).cpu().numpy()  # fmt: skip
             self.threshold = float(np.quantile(dists, self.template_quantile))
         else:
             self.threshold = float(self.template_threshold)
-        raws = [self._raw(s, p) for s, p in others]
+        raws = [self._score(p, r) for p, r in recs]
         mean_p = float(np.mean(np.concatenate([r.points_p for r in raws])))
         mean_f = float(np.mean(np.concatenate([r.points_f for r in raws])))
         self.score_scale = (max(mean_p, 1e-12), max(mean_f, 1e-12))

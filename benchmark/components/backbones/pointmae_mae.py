@@ -157,7 +157,9 @@ class PointMAE(nn.Module):
             trans_dim, depth, num_heads, drop_path_rate, tuple(encoder_widths)
         )
         self.mask_token = nn.Parameter(torch.zeros(1, 1, trans_dim))
-        self.decoder_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
+        self.decoder_pos_embed = nn.Sequential(
+            nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim)
+        )
         self.MAE_decoder = _Decoder(trans_dim, decoder_depth, num_heads, drop_path_rate)
         self.increase_dim = nn.Sequential(nn.Conv1d(trans_dim, 3 * group_size, 1))
         self._init_weights()
@@ -319,7 +321,8 @@ def load_pointmae_mae_checkpoint(
             shapes.append(f"{k} {have} != {want}")
     if missing or unexpected or shapes:
         parts = []
-        for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+        for name, items in found:
             if items:
                 more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
                 parts.append(f"{name}: {', '.join(items[:12])}{more}")
@@ -410,7 +413,8 @@ def cosine_lr(epoch: float, cfg_lr: float, epochs: int, warmup: int, floor: floa
     if warmup > 0 and epoch < warmup:
         return floor + (cfg_lr - floor) * epoch / warmup
     span = max(epochs - warmup, 1)
-    return floor + 0.5 * (cfg_lr - floor) * (1 + math.cos(math.pi * min(epoch - warmup, span) / span))
+    progress = min(epoch - warmup, span) / span
+    return floor + 0.5 * (cfg_lr - floor) * (1 + math.cos(math.pi * progress))
 
 
 def train_masked_reconstruction(
@@ -499,7 +503,9 @@ def pretrain_pointmae(
         raise ContractError("pretrain: no training clouds")
     out = Path(out)
     start, opt_state, losses = 0, None, []
-    model, _, notes = build_pointmae(init, **cfg.model_shape())
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)  # the random initialisation (init=False) is seeded too
+        model, _, notes = build_pointmae(init, **cfg.model_shape())
     if resume and out.is_file():
         old = _load_raw(out)
         saved = old.get("config") if isinstance(old, Mapping) else None

@@ -123,7 +123,9 @@ def rate_of_change(
     return (total / np.maximum(inside.sum(1), 1)).astype(np.float32)
 
 
-def gps_counts(n_points: int, n: int, tau: float = 0.3, density_ratio: float = 2.0) -> tuple[int, int]:
+def gps_counts(
+    n_points: int, n: int, tau: float = 0.3, density_ratio: float = 2.0
+) -> tuple[int, int]:
     """(salient, other) centre counts: the salient set is floor(tau*N) points, sampled at
     `density_ratio` times the per-point density of the other (1-tau)*N points."""
     if not 0.0 <= tau <= 1.0 or density_ratio <= 0:
