@@ -162,6 +162,8 @@ class IMRNet(Detector):
                 pretrained, weights, adapt_head=adapt_head, **shape
             )
         self.model.eval()
+        # fit always starts from these weights (a second fit must not continue the first one)
+        self._initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.device = "cpu"
         self.to(device)
         self.scale: float | None = None
@@ -251,6 +253,7 @@ class IMRNet(Detector):
             c = s.points.astype(np.float64) - s.points.mean(0, dtype=np.float64)
             radii.append(float(np.sqrt((c**2).sum(1)).max()))
         self.scale = max(float(np.mean(radii)), 1e-12)
+        self.model.load_state_dict(self._initial_state)
         prepared = [self._prepare(s) for s in samples]
         ft = self.finetune
         if ft["epochs"] > 0:

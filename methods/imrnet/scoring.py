@@ -47,7 +47,7 @@ def iterative_reconstruction(
     center (G,3) -> the final (G,K,3) patches (K = the head's point count)."""
     cur = neighborhood.clone()
     for mask_np in masks:
-        mask = torch.from_numpy(mask_np)
+        mask = torch.from_numpy(mask_np).to(cur.device)
         pred = model.reconstruct(cur[None], center[None], mask[None])[0]
         cur = cur.clone()
         cur[mask] = pred
