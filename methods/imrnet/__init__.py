@@ -67,6 +67,19 @@ Guessed choices (the paper leaves them open; every one is a constructor argument
   ``template_quantile=0.95`` quantile of the distances of the other training clouds'
   reconstructed features to the template (the template cloud itself when it is the only one);
 - per-point map = mean over the patches that contain the point; object score = max.
+- decoder features: each of blocks 1-3 through the decoder's final LayerNorm (as M3DM does with
+  the encoder's), the decoder run without mask tokens over all patches;
+- the network runs in eval mode at test time (BatchNorm running statistics, no drop path);
+  during fine-tuning drop path is active (Point-MAE rate 0.1) and BatchNorm uses batch statistics;
+- the score scales s_p, s_f and the template threshold come from the training clouds the model
+  was fine-tuned on (there is no held-out normal data in the few-shot setting);
+- clouds with fewer points than ``group_size`` get points repeated (seeded) to fill one patch;
+- ``python -m benchmark pretrain --method imrnet``: 8192 points per cloud (paper), IMRNet's
+  256 x 64 patches and mask ratio 0.4 (guess: the paper gives only the point count), the rest
+  of Point-MAE's recipe (300 epochs, batch 128, AdamW 1e-3, cosine, 10 warm-up epochs).
+
+``fit`` always starts from the weights loaded at construction, so fitting a second category does
+not continue from the first one's fine-tuning.
 """
 
 from __future__ import annotations
