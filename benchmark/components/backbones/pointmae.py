@@ -143,6 +143,9 @@ def _moments(blocks) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _batch_norm(x: torch.Tensor, bn: nn.BatchNorm1d, stats: tuple | None) -> torch.Tensor:
     mean, var = (bn.running_mean, bn.running_var) if stats is None else stats
+    if mean.requires_grad or var.requires_grad:  # batch statistics under autograd (fine-tuning)
+        scale = (bn.weight / torch.sqrt(var + bn.eps))[None, :, None]
+        return (x - mean[None, :, None]) * scale + bn.bias[None, :, None]
     return F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
