@@ -55,6 +55,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from benchmark.components.backbones.pointmae import PointMAEEncoder
 from benchmark.components.geometry.pointops import centre, propagate_nearest
@@ -161,9 +162,11 @@ class Reg3DAD(Detector):
         self.timer = StageTimer()
         self.pointmae_train_mode = pointmae_train_mode
         self.seed = int(seed)
-        self.encoder = PointMAEEncoder(
-            num_group, group_size, pretrained=pretrained, weights=weights
-        )
+        with torch.random.fork_rng(devices=[]):  # random init (pretrained=False) from `seed`
+            torch.manual_seed(self.seed)
+            self.encoder = PointMAEEncoder(
+                num_group, group_size, pretrained=pretrained, weights=weights
+            )
         self.device = "cpu"
         self.to(device)
         self.template: np.ndarray | None = None

@@ -26,7 +26,7 @@ from methods.group3ad.fake import fake_anomaly, fpfh_response
 
 PRESETS = ("group3ad", "group3ad_no_iun_ian", "group3ad_no_agcs", "patchcore_pointmae_iun_ian",
            "patchcore_pointmae_agcs")  # fmt: skip
-TINY = dict(num_group=48, group_size=16, memory_size=300, pretrained=False, register=False,
+TINY = dict(num_group=32, group_size=16, memory_size=300, pretrained=False, register=False,
             epochs=2, train_group_batch=32, k_range=(2, 4), agcs_neighbors=8)  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def test_each_loss_decreases_when_optimising_the_encoder(which: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0], losses
 
 
@@ -181,7 +181,7 @@ def test_agcs_puts_alpha_n_centres_among_the_high_variation_points() -> None:
 # --- the detector --------------------------------------------------------------------------
 def _sample(i: int, split: str, anomalous: bool = False) -> Sample:
     rng = np.random.default_rng(100 + i)
-    pts = _sphere(1500, seed=i)
+    pts = _sphere(1000, seed=i)
     mask = np.zeros(len(pts), np.uint8)
     if anomalous:
         c = pts[rng.integers(len(pts))]
@@ -222,11 +222,13 @@ def test_predictions_deterministic_order_free_and_refit_restarts(fitted) -> None
     assert [p.score for p in reversed_preds] == pytest.approx([p.score for p in preds])
     for p, s in zip(preds, test):
         p.check_against(s)
-    twin = Group3AD(**TINY, normalize="train", seed=1)
-    twin.fit([_sample(i, "train") for i in range(2)])
-    assert twin.predict(test[1]).score == pytest.approx(single.score)
-    twin.fit([_sample(i, "train") for i in range(2)])  # a refit starts from the initial weights
-    assert twin.predict(test[1]).score == pytest.approx(single.score)
+    twin = Group3AD(**TINY, normalize="train", seed=1)  # random init from the seed
+    init = fitted._initial_state
+    assert all(torch.equal(v, init[k]) for k, v in twin.encoder.state_dict().items())
+    fitted.fit([_sample(i, "train") for i in range(2)])  # a refit starts from the initial weights
+    again = fitted.predict(test[1])
+    assert again.score == pytest.approx(single.score)
+    assert np.allclose(again.point_scores, single.point_scores)
 
 
 def test_presets_switch_the_modules() -> None:
