@@ -18,14 +18,21 @@ from benchmark.run.spec import open_dataset, spec_from_dict
 #: a tiny Group3AD: 256 groups of 16 points, 2 epochs (1 IUN + 1 IAN) on 64-group batches
 TINY = {"num_group": 256, "group_size": 16, "memory_size": 1500, "pretrained": False,
         "epochs": 2, "train_group_batch": 64, "k_range": [2, 5], "agcs_neighbors": 8}  # fmt: skip
+#: format: (extra args, point-AUROC floor). The synthetic trees are only slightly rotated; the
+#: RANSAC registration of the tiny clouds (Reg3D-AD's axis permutation included) misaligns them
+#: by about the defect size, so registration is off here. Anomaly-ShapeNet (unit-sized clouds)
+#: needs voxel_size="auto" and 512 groups (0.59 measured; 256 groups score at chance), which
+#: makes it too slow for the default suite.
 CASES = {
-    # format: (extra args, point-AUROC floor)
     "real3d": ({"register": False}, 0.55),
-    "anomaly_shapenet": ({"register": False, "voxel_size": "auto"}, 0.55),
-}
+    "anomaly_shapenet": ({"register": False, "voxel_size": "auto", "num_group": 512,
+                          "memory_size": 2000}, 0.55),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("fmt", list(CASES))
+@pytest.mark.parametrize(
+    "fmt", ["real3d", pytest.param("anomaly_shapenet", marks=pytest.mark.slow)]
+)
 def test_group3ad_through_the_runner(tmp_path, fmt: str) -> None:
     if "synthetic" not in DATASETS:
         pytest.skip("the synthetic dataset is not available")
