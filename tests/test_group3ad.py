@@ -10,7 +10,7 @@ import torch
 from benchmark.components.backbones.pointmae import PointMAEEncoder
 from benchmark.components.geometry.descriptors import fpfh
 from benchmark.components.geometry.pointops import farthest_point_sample
-from benchmark.errors import ConfigError, ContractError, WeightsError
+from benchmark.errors import ConfigError, ContractError, NotFittedError, WeightsError
 from benchmark.registry import METHODS
 from benchmark.sample import Sample
 from methods.group3ad import Group3AD
@@ -245,9 +245,9 @@ def test_presets_switch_the_modules() -> None:
     for det in (pc_train, pc_agcs):
         assert not det.xyz_bank and det.normalize == "none" and not det.uses_test_statistics
     assert pc_train.iun_ian and not pc_train.agcs and pc_agcs.agcs and not pc_agcs.iun_ian
-    with pytest.raises(ContractError, match="before fit"):
+    with pytest.raises(NotFittedError, match="before fit"):
         list(full.predict_many([_sample(0, "test")]))
-    with pytest.raises(ConfigError, match="predict_many"):
+    with pytest.raises(NotFittedError, match="before fit"):
         full.predict(_sample(0, "test"))
     with pytest.raises(ConfigError):
         Group3AD(pretrained=False, optimizer="rmsprop")
