@@ -37,7 +37,10 @@ test-slow: $(STAMP)
 tables: $(STAMP)
 	$(PY) -m benchmark tables --paper $(PAPER) --regenerate $(ARGS)
 
+# adeval (a contender of the metrics suite) without its GUI OpenCV: the headless build suffices
 perf: $(STAMP)
+	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('adeval') is None)" || \
+		$(PY) -m pip install -q -c requirements/constraints.txt --no-deps ADEval opencv-python-headless
 	$(PY) -m benchmark perf $(ARGS)
 
 lint: $(STAMP)

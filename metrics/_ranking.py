@@ -1,6 +1,7 @@
 """The shared exact core: every metric of one pooled score set from one sort of the normal scores.
 
-Notation (specs/metrics.md §6): ``neg`` are the normal scores sorted ascending (n of them), ``pos``
+Notation (specs/metrics.md §6): ``neg`` are the normal scores in order (n of them; held as sorted
+runs of integer keys, see ``metrics._sorted``), ``pos``
 the anomalous scores sorted ascending (n+ of them) with optional region weights
 w_i = 1 / (K * |C_k(i)|). For a positive score s the normals strictly above and at-or-above it are
 ``gt(s) = #{neg > s}`` and ``ge(s) = #{neg >= s}``; inside the tie group of s the (tie-collapsed)
@@ -15,38 +16,19 @@ from functools import cached_property
 import numpy as np
 
 from metrics._checks import undefined
-
-
-def count_above(sorted_scores: np.ndarray, values: np.ndarray, *, strict: bool) -> np.ndarray:
-    """``#{sorted_scores > v}`` (strict) or ``>= v`` for each v, as int64, without converting the
-    (large) sorted array: values of a wider dtype are first mapped to the neighbouring value of the
-    sorted array's dtype that gives the same comparison result."""
-    dtype = sorted_scores.dtype
-    values = np.asarray(values)
-    if values.dtype != dtype:
-        wide = values.astype(np.float64)
-        cast = wide.astype(dtype)
-        if strict:  # largest representable value <= v
-            cast = np.where(cast.astype(np.float64) > wide, np.nextafter(cast, dtype.type(-np.inf)),
-                            cast)
-        else:  # smallest representable value >= v
-            cast = np.where(cast.astype(np.float64) < wide, np.nextafter(cast, dtype.type(np.inf)),
-                            cast)
-        values = cast.astype(dtype)
-    side = "right" if strict else "left"
-    return sorted_scores.size - np.searchsorted(sorted_scores, values, side=side).astype(np.int64)
+from metrics._sorted import SortedScores
 
 
 class Ranked:
     """Pooled scores of one class, ready for every rank metric.
 
-    ``neg`` must already be sorted ascending (it is sorted in place by :func:`from_parts`);
-    ``pos`` is sorted here together with its ``weight``.
+    ``normals`` are the normal scores as :class:`SortedScores`; ``pos`` is sorted here together
+    with its ``weight``.
     """
 
-    def __init__(self, neg: np.ndarray, pos: np.ndarray, weight: np.ndarray | None = None,
+    def __init__(self, normals: SortedScores, pos: np.ndarray, weight: np.ndarray | None = None,
                  n_regions: int = 0) -> None:
-        self.neg = neg
+        self.normals = normals
         order = np.argsort(pos, kind="stable")
         self.pos = pos[order]
         self.weight = None if weight is None else np.asarray(weight, np.float64)[order]
@@ -54,15 +36,20 @@ class Ranked:
 
     @classmethod
     def from_parts(cls, neg_buffer: np.ndarray, pos: np.ndarray, region_ids: np.ndarray | None):
-        """``neg_buffer`` is sorted in place (no copy); ``region_ids`` (one int per positive, any
-        non-negative labels) become the weights 1/(K |C|) over the non-empty regions."""
-        neg_buffer.sort()
+        """``neg_buffer`` is consumed (it holds the sorted keys afterwards, no copy);
+        ``region_ids`` (one int per positive, any non-negative labels) become the weights
+        1/(K |C|) over the non-empty regions."""
+        return cls.from_sorted(SortedScores.from_buffer(neg_buffer), pos, region_ids)
+
+    @classmethod
+    def from_sorted(cls, normals: SortedScores, pos: np.ndarray, region_ids: np.ndarray | None):
+        """As :meth:`from_parts`, with the normal scores already sorted."""
         if region_ids is None:
-            return cls(neg_buffer, pos)
+            return cls(normals, pos)
         sizes = np.bincount(region_ids) if region_ids.size else np.zeros(0, np.int64)
         k = int(np.count_nonzero(sizes))
         weight = 1.0 / (k * sizes[region_ids].astype(np.float64)) if k else np.zeros(0)
-        return cls(neg_buffer, pos, weight, k)
+        return cls(normals, pos, weight, k)
 
     @classmethod
     def from_flat(cls, scores: np.ndarray, positive: np.ndarray) -> Ranked:
@@ -71,27 +58,40 @@ class Ranked:
 
     @property
     def n(self) -> int:
-        return int(self.neg.size)
+        return self.normals.size
+
+    @cached_property
+    def neg(self) -> np.ndarray:
+        """The normal scores as one ascending float array (a merge; for curves and plots)."""
+        return self.normals.sorted_values()
 
     @property
     def n_pos(self) -> int:
         return int(self.pos.size)
 
     @cached_property
+    def _above(self) -> tuple[np.ndarray, np.ndarray]:
+        """(#normals > s, #normals >= s) for each positive s, int64, in one request."""
+        return self.normals.count_above_both(self.pos)
+
+    @property
     def n_gt(self) -> np.ndarray:
         """#normals strictly above each positive (int64)."""
-        return count_above(self.neg, self.pos, strict=True)
+        return self._above[0]
 
-    @cached_property
+    @property
     def n_ge(self) -> np.ndarray:
         """#normals at or above each positive (int64)."""
-        return count_above(self.neg, self.pos, strict=False)
+        return self._above[1]
 
     @cached_property
-    def _groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct positive scores in descending order and their multiplicities."""
-        values, counts = np.unique(self.pos, return_counts=True)
-        return values[::-1], counts[::-1].astype(np.int64)
+    def _groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct positive scores in descending order, their multiplicities and the number of
+        normals above (strict) and at or above each (read off the per-positive counts)."""
+        values, first, counts = np.unique(self.pos, return_index=True, return_counts=True)
+        rev = slice(None, None, -1)
+        return (values[rev], counts[rev].astype(np.int64), self.n_gt[first][rev],
+                self.n_ge[first][rev])
 
     def _two_classes(self, metric: str) -> bool:
         if self.n == 0 or self.n_pos == 0:
@@ -112,9 +112,8 @@ class Ranked:
         (= average_precision_score)."""
         if not self._two_classes(metric):
             return float("nan")
-        values, counts = self._groups
+        _, counts, _, fp = self._groups
         tp = np.cumsum(counts)
-        fp = count_above(self.neg, values, strict=False)
         precision = tp / (tp + fp)
         return float(np.sum(counts * precision) / self.n_pos)
 
@@ -126,11 +125,11 @@ class Ranked:
         or sklearn's appended (R=0, P=1) point when nothing lies above v_1)."""
         if not self._two_classes(metric):
             return float("nan")
-        values, counts = self._groups
+        _, counts, above, at_or_above = self._groups
         tp = np.cumsum(counts)
-        precision = tp / (tp + count_above(self.neg, values, strict=False))
+        precision = tp / (tp + at_or_above)
         tp_prev = tp - counts
-        den = tp_prev + count_above(self.neg, values, strict=True)
+        den = tp_prev + above
         prev = np.divide(tp_prev, den, out=np.ones(den.shape, np.float64), where=den > 0)
         return float(np.sum(counts * (prev + precision)) / (2.0 * self.n_pos))
 

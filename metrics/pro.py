@@ -26,7 +26,7 @@ import numpy as np
 
 from metrics._checks import check_limit, undefined
 from metrics._pooling import pool_maps
-from metrics._ranking import Ranked, count_above
+from metrics._ranking import Ranked
 
 AUPRO_MODES = ("exact", "mvtec3d_sampled", "cflow200")
 CFLOW_STEPS = 200
@@ -60,7 +60,7 @@ def sampled_pro(ranked: Ranked, limit: float, num_thresholds: int = 100,
         return float("nan")
     m = ranked.n
     ranks = np.linspace(0, m - 1, num=int(num_thresholds), dtype=int)
-    thresholds = ranked.neg[ranks]
+    thresholds = ranked.normals.at_ranks(ranks)
     fpr = 1.0 - (ranks + 1) / m
     pro = ranked.pro_at_thresholds(thresholds)
     x = np.append(fpr[::-1], 1.0)  # highest threshold first: the curve starts at x = 0
@@ -74,13 +74,13 @@ def cflow_pro(ranked: Ranked, limit: float = 0.3, steps: int = CFLOW_STEPS,
     numpy >= 2: min, max and step in the scores' dtype, ``np.arange`` of those scalars."""
     if not ranked.has_regions(metric):
         return float("nan")
-    lo = min(ranked.neg[0], ranked.pos[0])
-    hi = max(ranked.neg[-1], ranked.pos[-1])
+    lo = min(ranked.normals.min(), ranked.pos[0])
+    hi = max(ranked.normals.max(), ranked.pos[-1])
     step = (hi - lo) / steps
     if not step > 0:
         return undefined(metric, "all scores are equal, so cflow200 has no threshold")
     thresholds = np.arange(lo, hi, step)
-    fpr = count_above(ranked.neg, thresholds, strict=True) / ranked.n
+    fpr = ranked.normals.count_above(thresholds, strict=True) / ranked.n
     pro = ranked.pro_at_thresholds(thresholds)
     keep = fpr < limit
     if np.count_nonzero(keep) < 2:
