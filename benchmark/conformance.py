@@ -29,9 +29,9 @@ Checks (``CHECKS``, in order; ``checks=`` selects a subset by name):
   a normal one (on by default for registered presets whose smoke arguments load no pretrained
   weights, i.e. do not set ``pretrained``).
 
-Fitted detectors and predictions are shared between the checks (two fits in all: one on a
-one-shot iterator, one on a list), so a full check costs two fits and at most eight predictions
-of two samples each of ~1.7k points on a 48x48 grid.
+Fitted detectors and predictions are shared between the checks (two detectors built and fit in
+all: one on a one-shot iterator after its not-fitted check, one on a list), so a full check costs
+two fits on two samples and at most eight predictions, each sample ~1.7k points on a 48x48 grid.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def synthetic_sample(i: int, label: int, *, category: str = "bagel", split: str 
     )
 
 
-def synthetic_data(seed: int = 0, grid: int = 48, n_train: int = 3) -> ConformanceData:
+def synthetic_data(seed: int = 0, grid: int = 48, n_train: int = 2) -> ConformanceData:
     """The checks' default data: `n_train` normal train samples, 2 labelled auxiliary samples of
     another category (normal, anomalous) and the test pair [normal, anomalous]."""
     return ConformanceData(
@@ -229,7 +229,8 @@ class DetectorChecker:
     # --- shared state (computed on first use) ---------------------------------------------
     @cached_property
     def probe(self) -> Detector:
-        """A fresh unfitted detector (read for its class attributes; never fitted)."""
+        """The first detector built: read for its attributes, asked to predict before fit
+        (`not_fitted`), then fit on the one-shot iterator (`fitted`)."""
         return self.build()
 
     @property
@@ -261,9 +262,9 @@ class DetectorChecker:
     def _fail(self, check: str, message: str) -> ConformanceError:
         return ConformanceError(f"[{check}] {self.who}: {message}")
 
-    def _fit(self, data: Iterable[Sample]) -> Detector:
+    def _fit(self, data: Iterable[Sample], det: Detector | None = None) -> Detector:
         self._train_before  # noqa: B018  (snapshot before the first fit)
-        det = self.build()
+        det = self.build() if det is None else det
         try:
             det.fit(data)
         except ConformanceError:
@@ -278,7 +279,7 @@ class DetectorChecker:
     @cached_property
     def fitted(self) -> Detector:
         """Fit on a one-shot iterator of the stripped training samples."""
-        return self._fit(OneShot(self.train, self.who))
+        return self._fit(OneShot(self.train, self.who), self.probe)
 
     @cached_property
     def refitted(self) -> Detector:
@@ -313,7 +314,7 @@ class DetectorChecker:
     # --- the checks ----------------------------------------------------------------------------
     def check_not_fitted(self) -> None:
         sample = self.data.test[0]
-        det = self.probe  # never fitted
+        det = self.build() if "fitted" in self.__dict__ else self.probe  # an unfitted one
         for call in ("predict", "predict_many"):
             try:
                 if call == "predict":

@@ -103,7 +103,10 @@ def test_every_registered_method_runs_through_the_runner(tmp_path, tiny, method)
     fields = {"protocol": "one_class", "categories": ["bagel"]}
     if entry.learning == "zero_shot":
         fields = {"protocol": "zero_shot", "aux_categories": ["bagel"], "categories": ["cookie"]}
-    spec = toy.toy_spec(methods=[{"name": method, "args": dict(entry.smoke)}],
+    from test_conformance import extra_args
+
+    args = {**entry.smoke, **extra_args(method)}
+    spec = toy.toy_spec(methods=[{"name": method, "args": args}],
                         dataset="tiny", dataset_options=options, **fields)
     s = run(spec, out=tmp_path / "run", show_progress=False)
     assert not s.failures, s.report()
