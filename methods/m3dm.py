@@ -170,7 +170,9 @@ class M3DMPoint(Detector):
         if max_train_samples < 1:
             raise ConfigError(f"M3DMPoint: max_train_samples must be >= 1, got {max_train_samples}")
         self.backbone = backbone
-        self.encoder = _point_encoder(backbone, num_group, group_size, pretrained, weights)
+        with torch.random.fork_rng(devices=[]):  # random init (pretrained=False) from `seed`
+            torch.manual_seed(seed)
+            self.encoder = _point_encoder(backbone, num_group, group_size, pretrained, weights)
         self.coreset_fraction = coreset_fraction
         self.coreset_eps = coreset_eps
         self.n_reweight = int(n_reweight)
@@ -447,11 +449,13 @@ class M3DM(Detector):
         self.float16 = float16
         self.nn_backend = nn_backend
         self.seed = int(seed)
-        self.encoder = PointMAEEncoder(num_group, group_size, pretrained=pretrained,
-                                       weights=weights)
-        self.rgb_backbone = DinoViTFeatures(pretrained=pretrained, weights=rgb_weights,
-                                            arch=rgb_arch)
-        self.block = FeatureFusionBlock(FEATURE_DIM, self.rgb_backbone.channels)
+        with torch.random.fork_rng(devices=[]):  # random init (pretrained=False) from `seed`
+            torch.manual_seed(seed)
+            self.encoder = PointMAEEncoder(num_group, group_size, pretrained=pretrained,
+                                           weights=weights)
+            self.rgb_backbone = DinoViTFeatures(pretrained=pretrained, weights=rgb_weights,
+                                                arch=rgb_arch)
+            self.block = FeatureFusionBlock(FEATURE_DIM, self.rgb_backbone.channels)
         self.uff_weights_path: Path | None = None
         if fusion == "checkpoint":
             if pretrained:
