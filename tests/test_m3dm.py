@@ -153,27 +153,27 @@ def test_uff_loss_is_chunk_independent_and_training_lowers_it() -> None:
     assert np.mean(losses[-4:]) < 0.9 * np.mean(losses[:4]), (losses[:4], losses[-4:])
 
 
-def test_point_presets_end_to_end_on_synthetic_real3d() -> None:
+@pytest.mark.parametrize("preset", [
+    pytest.param("m3dm_pointmae", marks=pytest.mark.slow), "m3dm_pointbert"])
+def test_point_presets_end_to_end_on_synthetic_real3d(preset: str) -> None:
     ds = DATASETS.create("synthetic", format="real3d", size="small", seed=0)
     cat = ds.categories[0]
-    for preset in ("m3dm_pointmae", "m3dm_pointbert"):
-        entry = METHODS.get(preset)
-        det = entry.create(**entry.smoke)
-        with pytest.raises(ContractError, match="before fit"):
-            det.predict(ds.test(cat)[0])
-        det.fit(iter(ds.train(cat)))
-        test = ds.test(cat)[:3]
-        preds = list(det.predict_many(test))
-        for p, s in zip(preds, test):
-            p.check_against(s)
-            # scores are copied from the group centres: at most num_group distinct values
-            assert len(np.unique(p.point_scores)) <= entry.smoke["num_group"]
-        if preset == "m3dm_pointbert":  # same seed, same result (random init included)
-            again = entry.create(**entry.smoke)
-            again.fit(ds.train(cat))
-            np.testing.assert_array_equal(again.predict(test[0]).point_scores,
-                                          preds[0].point_scores)
-        assert det.bank is not None and len(det.bank) == max(1, int(0.1 * len(ds.train(cat)) * 32))
+    entry = METHODS.get(preset)
+    det = entry.create(**entry.smoke)
+    with pytest.raises(ContractError, match="before fit"):
+        det.predict(ds.test(cat)[0])
+    det.fit(iter(ds.train(cat)))
+    test = ds.test(cat)[:3]
+    preds = list(det.predict_many(test))
+    for p, s in zip(preds, test):
+        p.check_against(s)
+        # scores are copied from the group centres: at most num_group distinct values
+        assert len(np.unique(p.point_scores)) <= entry.smoke["num_group"]
+    # same seed, same result (random initialisation included)
+    again = entry.create(**entry.smoke)
+    again.fit(ds.train(cat))
+    np.testing.assert_array_equal(again.predict(test[0]).point_scores, preds[0].point_scores)
+    assert det.bank is not None and len(det.bank) == max(1, int(0.1 * len(ds.train(cat)) * 32))
 
 
 def test_full_m3dm_end_to_end_on_synthetic_mvtec3d() -> None:
