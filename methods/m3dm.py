@@ -650,6 +650,6 @@ METHODS.register(
     datasets=("mvtec3d", "eyecandies"),
     smoke={"pretrained": False, "fusion": "train", "num_group": 16, "group_size": 8,
            "image_size": 32, "patch_grid": 8, "uff_epochs": 1, "uff_batch_size": 2,
-           "ocsvm_max_iter": 50,
+           "ocsvm_max_iter": 50, "max_train_samples": 2,
            "rgb_arch": {"img_size": 32, "embed_dim": 16, "depth": 2, "num_heads": 2}},
 )

@@ -270,32 +270,46 @@ def tables_root() -> Path:
     return tables.PAPER_ROOT
 
 
+class _NeedsWeights:
+    def __init__(self, seed: int = 0) -> None:
+        from benchmark.errors import WeightsError
+
+        raise WeightsError("toy.pth: weights file not found")
+
+
 def test_regenerate_lists_the_rows_it_cannot_run(tmp_path, capsys, monkeypatch):
     import test_runner_fixtures as toy
 
     import benchmark.report.tables as tables
+    from benchmark.registry import METHODS
 
     toy.activate(monkeypatch)
     try:
         root = tmp_path / "paper" / "toypaper"
         root.mkdir(parents=True)
         (root / "t3.csv").write_text(
-            "method,Alpha,Mean\nNN,100.0,100.0\nNoCode,1,1\nLater,2,2\nFail,3,3\n")
+            "method,Alpha,Mean\nNN,100.0,100.0\nNoCode,1,1\nLater,2,2\nFail,3,3\nNeedsW,4,4\n")
         (root / "t3.meta.yaml").write_text(yaml.safe_dump({
             "paper": "toypaper", "table": "t3", "caption": "toy", "dataset": "toy",
             "protocol": "one_class", "metric": "image_auroc", "scale": 100,
             "row_keys": ["method"], "category_map": {"Alpha": "alpha"}, "mean_column": "Mean",
             "method_map": {"NN": "toy_nn", "NoCode": None, "Later": "not_built_yet",
-                           "Fail": "toy_zs"}}))
+                           "Fail": "toy_zs", "NeedsW": "toy_needs_weights"}}))
         # the spec may list a preset that is built later: it is skipped until it is registered
         (root / "t3.yaml").write_text(yaml.safe_dump({
-            "name": "toypaper_t3", "methods": ["toy_nn", "not_built_yet"], "dataset": "toy",
+            "name": "toypaper_t3", "methods": ["toy_nn", "not_built_yet", "toy_needs_weights"],
+            "dataset": "toy",
             "root": None, "protocol": "one_class", "categories": ["alpha"], "seeds": [0],
             "evaluation": {"grid": "native"}, "plugins": ["test_runner_fixtures"]}))
         monkeypatch.setattr(tables, "PAPER_ROOT", tmp_path / "paper")
         monkeypatch.setenv("BENCHMARK_RUNS", str(tmp_path / "runs"))
-        assert main(["tables", "--paper", "toypaper:t3", "--regenerate"]) == 0
+        METHODS.register("toy_needs_weights", factory=_NeedsWeights, summary="test")
+        try:  # a missing weights file is a missing input: listed, not a failed command
+            assert main(["tables", "--paper", "toypaper:t3", "--regenerate"]) == 0
+        finally:
+            METHODS.unregister("toy_needs_weights")
         err = capsys.readouterr().err
+        assert "row 'NeedsW' could not run: WeightsError: toy.pth" in err
         assert "row 'NoCode' not run: no preset" in err
         assert "row 'Later' not run: preset 'not_built_yet' is not registered" in err
         assert "row 'Fail' not run: preset 'toy_zs' is not in the table's run spec" in err
