@@ -337,7 +337,16 @@ class Real3DBTF(Detector):
         rows = []
         for sample in train:
             if self._voxel is None:
-                self._voxel = auto_voxel(centre(np.asarray(sample.points)), self.voxel_size)
+                first = centre(np.asarray(sample.points))
+                self._voxel = auto_voxel(first, self.voxel_size)
+                diag = float(np.linalg.norm(first.max(0) - first.min(0)))
+                if self.features == "fpfh" and diag < 20 * self._voxel:
+                    raise ConfigError(
+                        f"{self._label}: voxel_size={self._voxel:g} is too coarse for clouds of "
+                        f"diagonal {diag:.4g} (sample {sample.id!r}); the default 0.5 is "
+                        "Real3D-AD's millimetre setting: pass voxel_size='auto' or a value in "
+                        "the data's units"
+                    )
             rows.append(self._embed(sample, train=True)[2])
         if not rows:
             raise ContractError(f"{self._label}.fit: no training samples")

@@ -115,3 +115,10 @@ def test_errors() -> None:
         METHODS.create("btf_raw_real3d", sampling="fps")
     with pytest.raises(ContractError, match="btf_raw_real3d"):
         METHODS.create("btf_raw").fit([line_sample(100)])  # organized preset points the way
+
+
+def test_voxel_in_wrong_units_is_reported() -> None:
+    tiny = line_sample(1000)
+    tiny.points[:] *= 1e-3  # metres instead of millimetres
+    with pytest.raises(ConfigError, match="voxel_size='auto'"):
+        METHODS.create("btf_fpfh_real3d").fit([tiny])
