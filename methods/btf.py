@@ -365,8 +365,7 @@ class Real3DBTF(Detector):
         self.bank = FeatureBank(feats, backend=self.nn_backend)
 
     def predict(self, sample: Sample) -> Prediction:
-        if self.bank is None:
-            raise ContractError(f"{self._label}: predict called before fit")
+        self.check_fitted(self.bank is not None)
         pts, idx, feats = self._embed(sample, train=False)
         with self.timer("scoring"):
             d, i = self.bank.search(feats, 1)

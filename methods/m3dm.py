@@ -218,8 +218,7 @@ class M3DMPoint(Detector):
         self.bank = FeatureBank(bank, backend=self.nn_backend)
 
     def predict(self, sample: Sample) -> Prediction:
-        if self.bank is None:
-            raise ContractError(f"{self._label}: predict called before fit")
+        self.check_fitted(self.bank is not None)
         pts, feats, centres = self._features(sample)
         with self.timer("scoring"):
             d, i = self.bank.search(feats, 1)
@@ -597,8 +596,7 @@ class M3DM(Detector):
             self.seg_fuser = SGDOneClassSVM(**kw).fit(np.concatenate(map_rows))
 
     def predict(self, sample: Sample) -> Prediction:
-        if self.detect_fuser is None:
-            raise ContractError(f"{getattr(self, 'name', '') or 'm3dm'}: predict called before fit")
+        self.check_fitted(self.detect_fuser is not None)
         s, smap = self._triples(sample)
         score = float(self.detect_fuser.score_samples(s)[0])
         pix = self.seg_fuser.score_samples(smap).reshape(self.image_size, self.image_size)
