@@ -194,3 +194,22 @@ def test_full_m3dm_end_to_end_on_synthetic_mvtec3d() -> None:
     with pytest.raises(ContractError, match="organized xyz grid and an RGB image"):
         real3d = DATASETS.create("synthetic", format="real3d", size="small", seed=0)
         det.predict(real3d.test(real3d.categories[0])[0])
+
+
+def test_official_uff_checkpoint_layout_loads(tmp_path) -> None:
+    import argparse
+
+    from methods.m3dm import _load_uff
+
+    torch.manual_seed(1)
+    src = FeatureFusionBlock(xyz_dim=12, rgb_dim=8)
+    # misc.save_model of the official fusion_pretrain.py: model, optimizer, epoch, scaler, args
+    torch.save({"model": src.state_dict(), "optimizer": {}, "epoch": 2,
+                "args": argparse.Namespace(lr=0.003)}, tmp_path / "checkpoint-0.pth")
+    dst = FeatureFusionBlock(xyz_dim=12, rgb_dim=8)
+    _load_uff(tmp_path / "checkpoint-0.pth", dst)
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    torch.save({"model": {"xyz_norm.weight": torch.ones(12)}}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="missing: rgb_head.bias"):
+        _load_uff(tmp_path / "bad.pth", dst)
