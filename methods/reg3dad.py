@@ -39,7 +39,9 @@ Deviations from the official code (documented, deliberate):
   (official: faiss on GPU); coreset: benchmark.components.memory_bank (same algorithm, own seeding);
 - a degenerate min-max (max == min) maps every value to 0 (the official code divides by zero).
 
-Options beyond the official code: ``normalize="train"`` (above); ``voxel_size="auto"`` (2.5x the
+Options beyond the official code: ``normalize="train"`` (above), ``normalize="none"`` (raw
+scores, averaged when both banks are on); ``xyz_bank=False`` (bank A alone: the Real3D-AD
+PatchCore(PointMAE) pipeline, used by the Group3AD ablations); ``voxel_size="auto"`` (2.5x the
 template's median point spacing, a guess shared with the PatchCore presets, for data not in
 Real3D-AD's millimetre scale); ``register=False``; ``cache`` (RANSAC poses cached under
 benchmark.cache, keyed by both clouds, seed and recipe, shared with the PatchCore presets).
@@ -53,6 +55,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from benchmark.components.backbones.pointmae import PointMAEEncoder
 from benchmark.components.geometry.pointops import centre, propagate_nearest
@@ -78,12 +81,13 @@ PROVENANCE = (
 
 @dataclass
 class _Raw:
-    """Un-normalised scores of one cloud: per bank (A = Point-MAE, B = xyz) object and points."""
+    """Un-normalised scores of one cloud: per bank (A = Point-MAE, B = xyz) object and points
+    (B is None without the xyz bank)."""
 
     obj_a: float
     pts_a: np.ndarray
-    obj_b: float
-    pts_b: np.ndarray
+    obj_b: float | None
+    pts_b: np.ndarray | None
 
 
 @dataclass
@@ -92,8 +96,11 @@ class _Stats:
 
     obj_a: tuple[float, float]
     pts_a: tuple[float, float]
-    obj_b: tuple[float, float]
-    pts_b: tuple[float, float]
+    obj_b: tuple[float, float] | None
+    pts_b: tuple[float, float] | None
+
+
+_IDENTITY = (0.0, 1.0)
 
 
 def _minmax(values: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
@@ -128,13 +135,17 @@ class Reg3DAD(Detector):
         weights: str | os.PathLike | None = None,
         seed: int = 42,
         device: str = "cpu",
+        xyz_bank: bool = True,
     ) -> None:
-        if normalize not in ("test", "train"):
-            raise ConfigError(f"reg3dad: normalize must be 'test' or 'train', got {normalize!r}")
+        if normalize not in ("test", "train", "none"):
+            raise ConfigError(
+                f"{self.name}: normalize must be 'test', 'train' or 'none', got {normalize!r}"
+            )
         if memory_size < 1 or num_nn < 1:
             raise ConfigError(
-                f"reg3dad: memory_size ({memory_size}) and num_nn ({num_nn}) must be >= 1"
+                f"{self.name}: memory_size ({memory_size}) and num_nn ({num_nn}) must be >= 1"
             )
+        self.xyz_bank = bool(xyz_bank)
         self.num_group = num_group
         self.group_size = group_size
         self.memory_size = memory_size
@@ -151,9 +162,11 @@ class Reg3DAD(Detector):
         self.timer = StageTimer()
         self.pointmae_train_mode = pointmae_train_mode
         self.seed = int(seed)
-        self.encoder = PointMAEEncoder(
-            num_group, group_size, pretrained=pretrained, weights=weights
-        )
+        with torch.random.fork_rng(devices=[]):  # random init (pretrained=False) from `seed`
+            torch.manual_seed(self.seed)
+            self.encoder = PointMAEEncoder(
+                num_group, group_size, pretrained=pretrained, weights=weights
+            )
         self.device = "cpu"
         self.to(device)
         self.template: np.ndarray | None = None
@@ -179,12 +192,20 @@ class Reg3DAD(Detector):
             timer=self.timer,
         )
 
-    def _pointmae(self, xyz: np.ndarray, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features (G,1152) float32, centre coordinates (G,3) float32) of one cloud."""
+    def _pointmae(
+        self, xyz: np.ndarray, sample_id: str, center_idx: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(features (G,1152) float32, centre coordinates (G,3) float32) of one cloud; groups
+        around FPS centres, or around the points `center_idx`."""
         with self.timer("pointmae"):
             return self.encoder.cloud_features(
-                xyz, official_train_mode=self.pointmae_train_mode, seed=self.seed, key=sample_id
+                xyz, official_train_mode=self.pointmae_train_mode, seed=self.seed, key=sample_id,
+                center_idx=center_idx,
             )
+
+    def _inference_centres(self, xyz: np.ndarray, sample_id: str) -> np.ndarray | None:
+        """Group centres of a scored cloud: None = FPS, as the bank (hook for subclasses)."""
+        return None
 
     def _scores(self, bank: FeatureBank, queries: np.ndarray) -> np.ndarray:
         """Official PatchCore scorer: mean of the k squared L2 distances (k = num_nn)."""
@@ -197,39 +218,57 @@ class Reg3DAD(Detector):
         centers: np.ndarray,
         xyz: np.ndarray,
         bank_a: FeatureBank,
-        bank_b: FeatureBank,
+        bank_b: FeatureBank | None,
     ) -> _Raw:
         with self.timer("scoring"):
             centre_scores = self._scores(bank_a, feats)
             pts_a = propagate_nearest(centers, centre_scores, xyz).astype(np.float32)
+            if bank_b is None:
+                return _Raw(float(centre_scores.max()), pts_a, None, None)
             pts_b = self._scores(bank_b, xyz)
         return _Raw(float(centre_scores.max()), pts_a, float(pts_b.max()), pts_b)
 
     # --- fit / predict ---------------------------------------------------------------------
 
     def fit(self, train: Iterable[Sample]) -> None:
-        feats, centers, xyzs, ids = [], [], [], []
+        xyzs, ids = self._registered_train(train)
+        self._fit_banks(xyzs, ids)
+
+    def _registered_train(self, train: Iterable[Sample]) -> tuple[list[np.ndarray], list[str]]:
+        """Sets the template (first sample) and returns the registered train clouds and ids."""
+        xyzs, ids = [], []
         self.template = self.template_id = None
         for sample in train:
             if self.template is None:
                 self.template = centre(sample.points)
                 self.template_id = sample.id
                 self._voxel = auto_voxel(self.template, self.voxel_size)
-            xyz = self._registered(sample.points)
-            f, c = self._pointmae(xyz, sample.id)
+            xyzs.append(self._registered(sample.points))
+            ids.append(sample.id)
+        if not xyzs:
+            raise ContractError(f"{self.name}.fit: no training samples")
+        return xyzs, ids
+
+    def _fit_banks(self, xyzs: list[np.ndarray], ids: list[str]) -> None:
+        feats, centers = [], []
+        for xyz, sid in zip(xyzs, ids):
+            f, c = self._pointmae(xyz, sid)
             feats.append(f)
             centers.append(c)
-            xyzs.append(xyz)
-            ids.append(sample.id)
-        if not feats:
-            raise ContractError("reg3dad.fit: no training samples")
         with self.timer("coreset"):
             rows_a, sel_a = self._coreset(feats, seed=self.seed)
-            rows_b, sel_b = self._coreset(xyzs, seed=self.seed + 1)
-        self.bank_a, self.bank_b = FeatureBank(rows_a), FeatureBank(rows_b)
+            self.bank_a, self.bank_b = FeatureBank(rows_a), None
+            sel_b = None
+            if self.xyz_bank:
+                rows_b, sel_b = self._coreset(xyzs, seed=self.seed + 1)
+                self.bank_b = FeatureBank(rows_b)
         self.train_ids = ids
         self.train_stats = None
         if self.normalize == "train":
+            for i, (xyz, sid) in enumerate(zip(xyzs, ids)):
+                idx = self._inference_centres(xyz, sid)
+                if idx is not None:  # score the train clouds as the test clouds will be scored
+                    feats[i], centers[i] = self._pointmae(xyz, sid, idx)
             self.train_stats = self._leave_one_out_stats(feats, centers, xyzs, sel_a, sel_b)
 
     def _coreset(self, parts: list[np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,46 +283,55 @@ class Reg3DAD(Detector):
     def _leave_one_out_stats(self, feats, centers, xyzs, origin_a, origin_b) -> _Stats:
         raws = []
         for i in range(len(feats)):
-            keep_a, keep_b = origin_a != i, origin_b != i
-            if len(feats) == 1 or not keep_a.any() or not keep_b.any():
+            keep_a = origin_a != i
+            keep_b = None if origin_b is None else origin_b != i
+            if len(feats) == 1 or not keep_a.any() or (keep_b is not None and not keep_b.any()):
                 bank_a, bank_b = self.bank_a, self.bank_b
             else:
                 bank_a = FeatureBank(self.bank_a.features[keep_a])
-                bank_b = FeatureBank(self.bank_b.features[keep_b])
+                bank_b = None if origin_b is None else FeatureBank(self.bank_b.features[keep_b])
             raws.append(self._raw(feats[i], centers[i], xyzs[i], bank_a, bank_b))
         return self._stats(raws)
 
     @staticmethod
     def _stats(raws: list[_Raw]) -> _Stats:
+        with_b = raws[0].pts_b is not None
         return _Stats(
             obj_a=_range(r.obj_a for r in raws),
             pts_a=_range(r.pts_a for r in raws),
-            obj_b=_range(r.obj_b for r in raws),
-            pts_b=_range(r.pts_b for r in raws),
+            obj_b=_range(r.obj_b for r in raws) if with_b else None,
+            pts_b=_range(r.pts_b for r in raws) if with_b else None,
         )
 
     def _predict_raw(self, sample: Sample) -> _Raw:
         self.check_fitted(self.bank_a is not None)
         xyz = self._registered(sample.points)
-        feats, centers = self._pointmae(xyz, sample.id)
+        feats, centers = self._pointmae(xyz, sample.id, self._inference_centres(xyz, sample.id))
         return self._raw(feats, centers, xyz, self.bank_a, self.bank_b)
 
     def predict_many(self, samples: Iterable[Sample]) -> Iterator[Prediction]:
         raws = [self._predict_raw(s) for s in samples]
         if not raws:
             return
-        stats = self._stats(raws) if self.normalize == "test" else self.train_stats
+        if self.normalize == "test":
+            stats = self._stats(raws)
+        elif self.normalize == "train":
+            stats = self.train_stats
+        else:
+            stats = _Stats(_IDENTITY, _IDENTITY, _IDENTITY, _IDENTITY)
         for r in raws:
-            obj_a = _minmax(np.float64(r.obj_a), stats.obj_a)
-            score = 0.5 * (obj_a + _minmax(np.float64(r.obj_b), stats.obj_b))
-            points = 0.5 * (_minmax(r.pts_a, stats.pts_a) + _minmax(r.pts_b, stats.pts_b))
+            score = _minmax(np.float64(r.obj_a), stats.obj_a)
+            points = _minmax(r.pts_a, stats.pts_a)
+            if r.pts_b is not None:  # the average of the two banks
+                score = 0.5 * (score + _minmax(np.float64(r.obj_b), stats.obj_b))
+                points = 0.5 * (points + _minmax(r.pts_b, stats.pts_b))
             yield Prediction(score=float(score), point_scores=points.astype(np.float32))
 
     def predict(self, sample: Sample) -> Prediction:
         self.check_fitted(self.bank_a is not None)
         if self.normalize == "test":
             raise ConfigError(
-                "reg3dad with normalize='test' min-max normalises over the whole test set "
+                f"{self.name} with normalize='test' min-max normalises over the whole test set "
                 "(official behaviour): use predict_many, or normalize='train'"
             )
         return next(iter(self.predict_many([sample])))

@@ -39,9 +39,10 @@ PRESETS = {"patchcore_fpfh", "patchcore_raw", "patchcore_fpfh_raw", "patchcore_p
            "patchcore_rgb", "btf_raw", "btf_fpfh", "btf_rgb", "btf_rgb_fpfh", "reg3dad", "pointad",
            "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering", "3dzal",
            "3dzal_no_rd_cw_perturb", "3dzal_no_cw", "3dzal_no_perturb", "3dzal_no_removing",
-           "3dzal_no_adding", "btf_raw_real3d", "btf_fpfh_real3d", "m3dm_pointmae",
-           "m3dm_pointbert", "m3dm"}
-FUTURE = {"imrnet", "group3ad"}
+           "3dzal_no_adding", "imrnet", "group3ad", "group3ad_no_iun_ian", "group3ad_no_agcs",
+           "patchcore_pointmae_iun_ian", "patchcore_pointmae_agcs", "btf_raw_real3d",
+           "btf_fpfh_real3d", "m3dm_pointmae", "m3dm_pointbert", "m3dm"}
+FUTURE: set[str] = set()
 METRICS = {"image_auroc", "image_ap", "pixel_auroc", "aupro", "pixel_aupr", "point_auroc",
            "point_aupr", "point_aupro", "predict_seconds_per_sample", "fps", "peak_gpu_memory_mb"}
 PROTOCOLS = {"one_class", "zero_shot", "cross_dataset", "zero_shot_pairs", None}

@@ -89,10 +89,11 @@ def _rss_now_mb() -> float:
         return float("nan")
 
 
-def _in_child(case: dict) -> dict:
+def _in_child(case: dict, target=_run_case) -> dict:
+    """Runs ``target(case, conn)`` in a fresh (spawned) process; returns the row it sends."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_case, args=(case, child))
+    proc = ctx.Process(target=target, args=(case, child))
     proc.start()
     child.close()
     try:

@@ -143,6 +143,9 @@ def _moments(blocks) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _batch_norm(x: torch.Tensor, bn: nn.BatchNorm1d, stats: tuple | None) -> torch.Tensor:
     mean, var = (bn.running_mean, bn.running_var) if stats is None else stats
+    if mean.requires_grad or var.requires_grad:  # batch statistics under autograd (fine-tuning)
+        scale = (bn.weight / torch.sqrt(var + bn.eps))[None, :, None]
+        return (x - mean[None, :, None]) * scale + bn.bias[None, :, None]
     return F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
@@ -222,7 +225,8 @@ class PointMAEEncoder(nn.Module):
     group_idx (B,G,K))`` with ``group_idx`` indexing the input points.
 
     ``pretrained=True`` loads the official checkpoint (``weights`` = a path, else the caches, else a
-    download); offline without the file it raises `WeightsError`. ``pretrained=False`` keeps the
+    download), ``pretrained=PATH`` that file (e.g. one written by ``python -m benchmark
+    pretrain``); offline without the file it raises `WeightsError`. ``pretrained=False`` keeps the
     random initialisation (tests only). The module starts in eval mode (see the module docstring
     for the official code's train-mode quirk).
     """
@@ -237,11 +241,15 @@ class PointMAEEncoder(nn.Module):
         self,
         num_group: int = 1024,
         group_size: int = 128,
-        pretrained: bool = True,
+        pretrained: bool | str | os.PathLike = True,
         weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if not isinstance(pretrained, bool):  # pretrained=PATH: that checkpoint
+            if weights is not None:
+                raise ContractError("PointMAEEncoder: give pretrained=PATH or weights=, not both")
+            pretrained, weights = True, pretrained
         if num_group < 1 or group_size < 1:
             raise ContractError(
                 f"{name}: num_group ({num_group}) and group_size ({group_size}) must be >= 1"
@@ -278,12 +286,17 @@ class PointMAEEncoder(nn.Module):
     def feature_dim(self) -> int:
         return FEATURE_DIM
 
-    def group(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def group(
+        self, xyz: torch.Tensor, center_idx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B,N,3) -> neighbourhoods relative to their centre (B,G,K,3), centres (B,G,3),
-        neighbour indices (B,G,K)."""
+        neighbour indices (B,G,K). Centres: FPS, or the given (B,G) indices into the points."""
         b, n, _ = xyz.shape
-        g, k = min(self.num_group, n), min(self.group_size, n)
-        center_idx = farthest_point_sample(xyz, g)
+        k = min(self.group_size, n)
+        if center_idx is None:
+            center_idx = farthest_point_sample(xyz, min(self.num_group, n))
+        else:
+            center_idx = _check_center_idx(center_idx, b, n, xyz.device)
         batch = torch.arange(b, device=xyz.device)[:, None]
         centers = xyz[batch, center_idx]
         group_idx = group_knn(xyz, centers, k).to(xyz.device)
@@ -299,10 +312,17 @@ class PointMAEEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, xyz: torch.Tensor | np.ndarray
+        self, xyz: torch.Tensor | np.ndarray, center_idx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.forward_features(xyz, center_idx)
+
+    def forward_features(
+        self, xyz: torch.Tensor | np.ndarray, center_idx: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward` without the no-grad guard, for fine-tuning the encoder (enable gradients
+        with ``requires_grad_(True)``); `center_idx` (B,G) replaces the FPS centres."""
         xyz = _check_cloud(xyz, next(self.parameters()).device)
-        neighborhood, centers, group_idx = self.group(xyz)
+        neighborhood, centers, group_idx = self.group(xyz, center_idx)
         b, g, k, _ = neighborhood.shape
         tokens = self._encode_tokens(neighborhood.reshape(b * g, k, 3)).reshape(b, g, TRANS_DIM)
         pos = self.pos_embed(centers)
@@ -316,14 +336,21 @@ class PointMAEEncoder(nn.Module):
         return features, centers, group_idx
 
     def cloud_features(
-        self, xyz: np.ndarray, *, official_train_mode: bool, seed: int, key: str
+        self,
+        xyz: np.ndarray,
+        *,
+        official_train_mode: bool,
+        seed: int,
+        key: str,
+        center_idx: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Features (G,1152) and centres (G,3) of one cloud (N,3), as numpy float32.
 
         The official Real3D-AD / M3DM extractors never switch Point-MAE to eval mode: BatchNorm
         uses the cloud's own statistics and DropPath drops residual branches at random. With
         ``official_train_mode=True`` that behaviour is reproduced, with the randomness seeded from
-        `seed` and `key` (e.g. the sample id) so that every result is repeatable."""
+        `seed` and `key` (e.g. the sample id) so that every result is repeatable. `center_idx`
+        (G,) chooses the group centres (default: FPS)."""
         device = next(self.parameters()).device
         cloud = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32))[None].to(device)
         devices = [device.index or 0] if device.type == "cuda" else []
@@ -331,7 +358,8 @@ class PointMAEEncoder(nn.Module):
         try:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63)
-                feats, centers, _ = self(cloud)
+                idx = None if center_idx is None else torch.as_tensor(center_idx)[None]
+                feats, centers, _ = self(cloud, idx)
         finally:
             self.eval()
         return feats[0].cpu().numpy(), centers[0].cpu().numpy()
@@ -389,6 +417,18 @@ def check_state_keys(
                 more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
                 parts.append(f"{name}: " + ", ".join(items[:12]) + more)
         raise WeightsError(f"{path}: not {layout}; " + "; ".join(parts))
+
+
+def _check_center_idx(idx: torch.Tensor, b: int, n: int, device: torch.device) -> torch.Tensor:
+    idx = torch.as_tensor(idx, device=device)
+    if idx.ndim != 2 or idx.shape[0] != b or idx.shape[1] == 0 or idx.is_floating_point():
+        raise ContractError(
+            f"PointMAEEncoder: center_idx must be (B={b}, G>0) integer indices, got "
+            f"{tuple(idx.shape)} {idx.dtype}"
+        )
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
+        raise ContractError(f"PointMAEEncoder: center_idx outside [0, {n})")
+    return idx.long()
 
 
 def _extract_state(obj: object, path: Path) -> Mapping[str, torch.Tensor]:
