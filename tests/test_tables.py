@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from benchmark.cli import main
@@ -241,3 +242,70 @@ def tables_root() -> Path:
     import benchmark.report.tables as tables
 
     return tables.PAPER_ROOT
+
+
+class _NeedsWeights:
+    def __init__(self, seed: int = 0) -> None:
+        from benchmark.errors import WeightsError
+
+        raise WeightsError("toy.pth: weights file not found")
+
+
+def test_regenerate_lists_the_rows_it_cannot_run(tmp_path, capsys, monkeypatch):
+    import test_runner_fixtures as toy
+
+    import benchmark.report.tables as tables
+    from benchmark.registry import METHODS
+
+    toy.activate(monkeypatch)
+    try:
+        root = tmp_path / "paper" / "toypaper"
+        root.mkdir(parents=True)
+        (root / "t3.csv").write_text(
+            "method,Alpha,Mean\nNN,100.0,100.0\nNoCode,1,1\nLater,2,2\nFail,3,3\nNeedsW,4,4\n")
+        (root / "t3.meta.yaml").write_text(yaml.safe_dump({
+            "paper": "toypaper", "table": "t3", "caption": "toy", "dataset": "toy",
+            "protocol": "one_class", "metric": "image_auroc", "scale": 100,
+            "row_keys": ["method"], "category_map": {"Alpha": "alpha"}, "mean_column": "Mean",
+            "method_map": {"NN": "toy_nn", "NoCode": None, "Later": "not_built_yet",
+                           "Fail": "toy_zs", "NeedsW": "toy_needs_weights"}}))
+        # the spec may list a preset that is built later: it is skipped until it is registered
+        (root / "t3.yaml").write_text(yaml.safe_dump({
+            "name": "toypaper_t3", "methods": ["toy_nn", "not_built_yet", "toy_needs_weights"],
+            "dataset": "toy",
+            "root": None, "protocol": "one_class", "categories": ["alpha"], "seeds": [0],
+            "evaluation": {"grid": "native"}, "plugins": ["test_runner_fixtures"]}))
+        monkeypatch.setattr(tables, "PAPER_ROOT", tmp_path / "paper")
+        monkeypatch.setenv("BENCHMARK_RUNS", str(tmp_path / "runs"))
+        METHODS.register("toy_needs_weights", factory=_NeedsWeights, summary="test")
+        try:  # a missing weights file is a missing input: listed, not a failed command
+            assert main(["tables", "--paper", "toypaper:t3", "--regenerate"]) == 0
+        finally:
+            METHODS.unregister("toy_needs_weights")
+        err = capsys.readouterr().err
+        assert "row 'NeedsW' could not run: WeightsError: toy.pth" in err
+        assert "row 'NoCode' not run: no preset" in err
+        assert "row 'Later' not run: preset 'not_built_yet' is not registered" in err
+        assert "row 'Fail' not run: preset 'toy_zs' is not in the table's run spec" in err
+        assert "row 'NN'" not in err
+    finally:
+        toy.unregister()
+
+
+@pytest.mark.parametrize("ref", ["group3ad:table1", "imrnet:table2", "imrnet:table3",
+                                 "pointad_plus:table5"])
+def test_paper_specs_run_every_btf_and_m3dm_row(ref):
+    from benchmark.commands.tables_cmd import row_plan, spec_parts
+    from benchmark.run.spec import load_spec
+
+    paper = load_paper_table(ref)
+    specs = [load_spec(p) for p in spec_parts(paper)]
+    runnable, skipped = row_plan(paper, specs)
+    not_run = {row for row, _ in skipped}
+    for row in paper.frame["method"]:
+        if row.upper().startswith(("BTF", "M3DM")):
+            assert row not in not_run, (ref, row)
+    # rows without a preset are named through the method map, not dropped silently
+    mapping = paper.meta["method_map"]
+    assert {r for r, p in mapping.items() if not p} <= not_run
+    assert all(runnable)

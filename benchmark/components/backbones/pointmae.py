@@ -231,6 +231,12 @@ class PointMAEEncoder(nn.Module):
     for the official code's train-mode quirk).
     """
 
+    #: width of the mini-PointNet tokens (Point-BERT: 256, then a linear map to 384)
+    encoder_dims: int = TRANS_DIM
+    #: whether a learned CLS token (and its position) is prepended (Point-BERT)
+    uses_cls_token: bool = False
+    weight_spec: WeightSpec = POINTMAE_WEIGHTS
+
     def __init__(
         self,
         num_group: int = 1024,
@@ -239,30 +245,42 @@ class PointMAEEncoder(nn.Module):
         weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         if not isinstance(pretrained, bool):  # pretrained=PATH: that checkpoint
             if weights is not None:
                 raise ContractError("PointMAEEncoder: give pretrained=PATH or weights=, not both")
             pretrained, weights = True, pretrained
         if num_group < 1 or group_size < 1:
             raise ContractError(
-                f"PointMAEEncoder: num_group ({num_group}) and group_size ({group_size}) "
-                "must be >= 1"
+                f"{name}: num_group ({num_group}) and group_size ({group_size}) must be >= 1"
             )
         self.num_group = int(num_group)
         self.group_size = int(group_size)
-        self.encoder = _TokenEncoder(TRANS_DIM)
+        if self.uses_cls_token:  # created first: the official module order of Point-BERT
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, TRANS_DIM))
+            self.cls_pos = nn.Parameter(torch.randn(1, 1, TRANS_DIM))
+        if self.encoder_dims != TRANS_DIM:
+            self.reduce_dim = nn.Linear(self.encoder_dims, TRANS_DIM)
+        self.encoder = _TokenEncoder(self.encoder_dims)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, TRANS_DIM))
         self.blocks = _Transformer()
         self.norm = nn.LayerNorm(TRANS_DIM)
         self.weights_path: Path | None = None
         if pretrained:
-            self.weights_path = resolve_weights(POINTMAE_WEIGHTS, weights)
-            self.load_state_dict(load_pointmae_checkpoint(self.weights_path, self.state_dict()))
+            self.weights_path = resolve_weights(self.weight_spec, weights)
+            self.load_state_dict(self.read_checkpoint(self.weights_path, self.state_dict()))
         elif weights is not None:
-            raise ContractError("PointMAEEncoder: weights given but pretrained=False")
+            raise ContractError(f"{name}: weights given but pretrained=False")
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+
+    @staticmethod
+    def read_checkpoint(
+        path: str | os.PathLike, expected: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The encoder state dict of an official checkpoint (see `load_pointmae_checkpoint`)."""
+        return load_pointmae_checkpoint(path, expected)
 
     @property
     def feature_dim(self) -> int:
@@ -289,7 +307,8 @@ class PointMAEEncoder(nn.Module):
         """(M,K,3) -> (M,384) in chunks of groups (bounded memory); in train mode BatchNorm uses
         the statistics of all M groups, exactly as the official one-piece forward."""
         chunk = max(1, _ENCODER_CHUNK_BYTES // (groups.shape[1] * 512 * 4 * 2))
-        return self.encoder.encode_chunked(groups, chunk, batch_stats=self.training)
+        tokens = self.encoder.encode_chunked(groups, chunk, batch_stats=self.training)
+        return self.reduce_dim(tokens) if self.encoder_dims != TRANS_DIM else tokens
 
     @torch.no_grad()
     def forward(
@@ -307,10 +326,14 @@ class PointMAEEncoder(nn.Module):
         b, g, k, _ = neighborhood.shape
         tokens = self._encode_tokens(neighborhood.reshape(b * g, k, 3)).reshape(b, g, TRANS_DIM)
         pos = self.pos_embed(centers)
+        skip = 0
+        if self.uses_cls_token:
+            tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+            pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], dim=1)
+            skip = 1
         fetched = self.blocks(tokens, pos)
-        features = torch.cat([self.norm(x) for x in fetched], dim=-1)
+        features = torch.cat([self.norm(x)[:, skip:] for x in fetched], dim=-1)
         return features, centers, group_idx
-
 
     def cloud_features(
         self,
@@ -357,6 +380,45 @@ def _check_cloud(xyz: torch.Tensor | np.ndarray, device: torch.device) -> torch.
     return xyz.contiguous()
 
 
+def read_torch_checkpoint(path: str | os.PathLike, what: str) -> object:
+    """``torch.load`` of a checkpoint without running code from it (weights_only; the numpy
+    scalars that some checkpoints store beside the weights are allowed); WeightsError otherwise."""
+    path = Path(path)
+    safe = [np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}]
+    scalar = getattr(getattr(np, "_core", np), "multiarray", None)
+    if scalar is not None and hasattr(scalar, "scalar"):
+        safe.append(scalar.scalar)
+    try:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated file, not a torch file, disallowed pickled objects
+        raise WeightsError(f"{path}: cannot read {what} ({type(err).__name__}: {err})") from err
+
+
+def check_state_keys(
+    state: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    layout: str,
+) -> None:
+    """WeightsError listing missing, unexpected and mis-shaped keys (strict loading)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        groups = (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+        for name, items in groups:
+            if items:
+                more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
+                parts.append(f"{name}: " + ", ".join(items[:12]) + more)
+        raise WeightsError(f"{path}: not {layout}; " + "; ".join(parts))
+
+
 def _check_center_idx(idx: torch.Tensor, b: int, n: int, device: torch.device) -> torch.Tensor:
     idx = torch.as_tensor(idx, device=device)
     if idx.ndim != 2 or idx.shape[0] != b or idx.shape[1] == 0 or idx.is_floating_point():
@@ -394,19 +456,7 @@ def load_pointmae_checkpoint(
     unexpected or mis-shaped.
     """
     path = Path(path)
-    # weights_only: no code from the file runs; numpy scalars (training metrics that some
-    # checkpoints store beside the weights) are allowed explicitly
-    safe = [np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}]
-    scalar = getattr(getattr(np, "_core", np), "multiarray", None)
-    if scalar is not None and hasattr(scalar, "scalar"):
-        safe.append(scalar.scalar)
-    try:
-        with torch.serialization.safe_globals(safe):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a torch file, disallowed pickled objects
-        raise WeightsError(
-            f"{path}: cannot read Point-MAE checkpoint ({type(err).__name__}: {err})"
-        ) from err
+    obj = read_torch_checkpoint(path, "Point-MAE checkpoint")
     state: dict[str, torch.Tensor] = {}
     for key, value in _extract_state(obj, path).items():
         key = key.replace("module.", "", 1) if key.startswith("module.") else key
@@ -417,24 +467,9 @@ def load_pointmae_checkpoint(
                 key = key[len(prefix) :]
                 break
         state[key] = value
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
+    check_state_keys(
+        state, expected, path,
+        "a Point-MAE encoder checkpoint with the official key layout (MAE_encoder.encoder.*, "
+        ".pos_embed.*, .blocks.blocks.<i>.*, .norm.*)",
     )
-    if missing or unexpected or shapes:
-        parts = []
-        groups = (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
-        for name, items in groups:
-            if items:
-                more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
-                shown = ", ".join(items[:12]) + more
-                parts.append(f"{name}: {shown}")
-        raise WeightsError(
-            f"{path}: not a Point-MAE encoder checkpoint with the official key layout "
-            "(MAE_encoder.encoder.*, .pos_embed.*, .blocks.blocks.<i>.*, .norm.*); "
-            + "; ".join(parts)
-        )
     return state

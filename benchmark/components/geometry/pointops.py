@@ -268,6 +268,63 @@ def propagate_nearest(src_points: Array, src_values: Array, dst_points: Array) -
     return np.asarray(src_values)[np.asarray(idx)]
 
 
+def stride_indices(n_points: int, ratio: int) -> np.ndarray:
+    """Every `ratio`-th index, ``[0, ratio, 2*ratio, ...]``, int(n_points / ratio) of them (the
+    Real3D-AD BTF sub-sampling; a cloud with fewer than `ratio` points gives none)."""
+    if ratio < 1:
+        raise ContractError(f"stride_indices: ratio must be >= 1, got {ratio}")
+    return np.arange(int(n_points) // int(ratio), dtype=np.int64) * int(ratio)
+
+
+def voxel_subsample_indices(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """Indices of one original point per occupied voxel of edge `voxel_size` (the first point of
+    each voxel in array order), sorted; a density-independent sub-sampling that keeps real
+    points (unlike Open3D's voxel means)."""
+    pts = np.asarray(points)
+    if pts.ndim != 2 or len(pts) == 0:
+        raise ContractError(f"voxel_subsample_indices: expected a non-empty (N,D) array, got "
+                            f"{pts.shape}")
+    if not voxel_size > 0:
+        raise ContractError(f"voxel_subsample_indices: voxel_size must be > 0, got {voxel_size}")
+    keys = np.floor((pts - pts.min(0)) / float(voxel_size)).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return np.sort(first).astype(np.int64)
+
+
+def median_spacing(points: np.ndarray, max_probe: int = 20000, seed: int = 0) -> float:
+    """Median distance from a point to its nearest other point (on up to `max_probe` seeded
+    random points)."""
+    pts = np.asarray(points, dtype=np.float32)
+    if len(pts) < 2:
+        raise ContractError("median_spacing: needs at least 2 points")
+    rng = np.random.default_rng(seed)
+    probe = pts[rng.choice(len(pts), min(len(pts), max_probe), replace=False)]
+    dist, _ = knn(probe, pts, 2)
+    return float(np.median(dist[:, 1]))
+
+
+def interpolate_inverse_distance(
+    src_points: Array, src_values: Array, dst_points: Array, k: int = 3, eps: float = 1e-8
+) -> Array:
+    """Values at `dst_points` as the weighted mean of the `k` nearest source values, weights
+    1 / (squared distance + eps) (PointNet++ feature propagation, as M3DM's
+    ``interpolating_points``). src_points (S,3), src_values (S,C), dst_points (N,3) -> (N,C),
+    same type as src_values; with a single source point its value is copied."""
+    if len(src_values) != len(src_points):
+        raise ContractError(
+            f"interpolate_inverse_distance: {len(src_values)} values for {len(src_points)} points"
+        )
+    k = min(int(k), len(src_points))
+    dist, idx = knn(dst_points, src_points, k)
+    d2 = _as_tensor(dist, "dist").double() ** 2
+    w = 1.0 / (d2 + eps)
+    w = (w / w.sum(1, keepdim=True)).float()
+    vals = _as_tensor(src_values, "src_values")
+    ix = _as_tensor(idx, "idx").to(vals.device)
+    out = (vals[ix].float() * w.to(vals.device)[..., None]).sum(1)
+    return out.numpy() if isinstance(src_values, np.ndarray) else out
+
+
 def ball_query(points: torch.Tensor, centers: torch.Tensor, radius: float, k: int) -> torch.Tensor:
     """PointNet++ ball query: for each centre the indices of the first `k` points (in index order)
     within `radius`, padded with the first one found; a centre with no point in its ball gets its
