@@ -106,6 +106,8 @@ class MVTec3D(DatasetBase):
 
     name = "mvtec3d"
     organized = True
+    has_rgb = True
+    unit = "m"  # the release's xyz TIFFs are in metres
     splits = ("train", "validation", "test")
 
     def __init__(

@@ -39,10 +39,12 @@ Deviations from the official code (documented, deliberate):
   (official: faiss on GPU); coreset: benchmark.components.memory_bank (same algorithm, own seeding);
 - a degenerate min-max (max == min) maps every value to 0 (the official code divides by zero).
 
-Options beyond the official code: ``normalize="train"`` (above); ``voxel_size="auto"`` (2.5x the
-template's median point spacing, a guess shared with the PatchCore presets, for data not in
-Real3D-AD's millimetre scale); ``register=False``; ``cache`` (RANSAC poses cached under
-benchmark.cache, keyed by both clouds, seed and recipe, shared with the PatchCore presets).
+Options beyond the official code: ``normalize="train"`` (above); ``voxel_size="0.5mm"``: the
+official 0.5 in Real3D-AD's millimetres, converted at fit time to the samples' declared unit
+(unit-less data falls back to ``"auto"``: 2.5x the template's median point spacing, a guess shared
+with the PatchCore presets; a bare number is in the data's units); ``register=False``;
+``cache`` (RANSAC poses cached under benchmark.cache, keyed by both clouds, seed and recipe,
+shared with the PatchCore presets).
 Guessed hyper-parameters: none for the official configuration.
 """
 
@@ -65,6 +67,7 @@ from benchmark.timing import StageTimer
 from methods._memorybank_common import (
     auto_voxel,
     centre_and_register,
+    check_voxel,
     minmax,
 )
 
@@ -120,7 +123,7 @@ class Reg3DAD(Detector):
         num_nn: int = 1,
         normalize: str = "test",
         register: bool = True,
-        voxel_size: float | str = 0.5,
+        voxel_size: float | str = "0.5mm",
         ransac_iterations: int = 100000,
         cache: bool = True,
         pointmae_train_mode: bool = True,
@@ -142,9 +145,7 @@ class Reg3DAD(Detector):
         self.normalize = normalize
         self.uses_test_statistics = normalize == "test"
         self.register_clouds = bool(register)
-        self.voxel_size = voxel_size
-        if voxel_size != "auto":
-            auto_voxel(np.zeros((2, 3)), voxel_size)  # validates
+        self.voxel_size = check_voxel(voxel_size)
         self.ransac_iterations = int(ransac_iterations)
         self.cache = bool(cache)
         self._voxel: float | None = None
@@ -214,7 +215,7 @@ class Reg3DAD(Detector):
             if self.template is None:
                 self.template = centre(sample.points)
                 self.template_id = sample.id
-                self._voxel = auto_voxel(self.template, self.voxel_size)
+                self._voxel = auto_voxel(self.template, self.voxel_size, unit=sample.unit)
             xyz = self._registered(sample.points)
             f, c = self._pointmae(xyz, sample.id)
             feats.append(f)

@@ -414,6 +414,8 @@ def run(spec: RunSpec, *, out: str | Path | None = None, executor: Any = None,
                                                                              outcome)
             summary.executed.append(result)
             bar.update()
+            bar.log(f"{result['status']:6s} {result.get('title', result['key'])}"
+                    + (f": {result['error']}" if result.get("error") else ""))
             if result["status"] != "ok":
                 bar.set_postfix(f"{len(summary.failures)} failed")
     rebuild_metrics_csv(store)
