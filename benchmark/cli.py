@@ -11,7 +11,7 @@ import sys
 
 from benchmark.errors import BenchmarkError
 
-COMMANDS = ("list", "run", "evaluate", "tables", "compare", "synthetic", "export", "perf")
+COMMANDS = ("list", "describe", "run", "evaluate", "tables", "compare", "synthetic", "export", "perf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from benchmark.errors import ConfigError
 # metres per unit
 UNITS: dict[str, float] = {"um": 1e-6, "mm": 1e-3, "cm": 1e-2, "dm": 0.1, "m": 1.0, "dam": 10.0}
 UNIT_NAMES = {"um": "micrometres", "mm": "millimetres", "cm": "centimetres", "dm": "decimetres",
-              "m": "metres", "dam": "decametres (10 m)"}  # fmt: skip
+              "m": "metres", "dam": "decametres, 10 m"}  # fmt: skip
 _LENGTH = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]+)\s*$")
 
 
