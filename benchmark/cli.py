@@ -11,7 +11,8 @@ import sys
 
 from benchmark.errors import BenchmarkError
 
-COMMANDS = ("list", "describe", "run", "evaluate", "tables", "compare", "synthetic", "export", "perf")
+COMMANDS = ("list", "describe", "run", "evaluate", "tables", "compare", "synthetic", "export",
+            "perf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,8 @@ def unit_text(entry: Entry) -> str:
 def _method(entry: Entry) -> dict[str, Any]:
     info = entry.describe()
     factory = entry.factory
-    info["factory"] = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '')}"
+    module, qual = getattr(factory, "__module__", "?"), getattr(factory, "__qualname__", "")
+    info["factory"] = f"{module}.{qual}"
     info["arguments"] = method_arguments(entry)
     info["smoke"] = dict(entry.smoke)
     return info
