@@ -118,6 +118,23 @@ def auto_voxel(
     return max(2.5 * spacing, 1e-9)
 
 
+def warn_if_finer_than_spacing(points: np.ndarray, voxel: float, what: str) -> None:
+    """A warning (not an error: the recipe still runs) when the voxel -- and so the normal
+    radius, 2x the voxel -- is below the cloud's point spacing: normals and FPFH then see almost
+    no neighbours and the scores degenerate. Happens when a physical default meets data sampled
+    much more coarsely than the official scans (e.g. the small synthetic trees)."""
+    import warnings
+
+    spacing = auto_voxel(points, "auto") / 2.5
+    if 2 * voxel < spacing:
+        warnings.warn(
+            f"{what}: voxel {voxel:.3g} (normal radius {2 * voxel:.3g}) is below the median "
+            f"point spacing {spacing:.3g} of the template; features will be degenerate. "
+            "Pass voxel_size='auto' (2.5x the spacing) or a coarser length.",
+            stacklevel=3,
+        )
+
+
 def minmax(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """(v - lo) / (hi - lo); all zeros when hi == lo."""
     span = hi - lo

@@ -66,6 +66,7 @@ from methods._memorybank_common import (
     centre_and_register,
     check_voxel,
     minmax,
+    warn_if_finer_than_spacing,
 )
 
 REAL3D_FEATURES = {"fpfh": ("fpfh",), "raw": ("raw",), "fpfh_raw": ("fpfh", "raw"),
@@ -193,6 +194,8 @@ class Real3DPatchCore(Detector):
                 "pass voxel_size='auto', a length with its unit ('0.5mm') or a value in the "
                 "data's units"
             )
+        if uses_voxel:
+            warn_if_finer_than_spacing(self.template, self._voxel, type(self).__name__)
         rng = np.random.default_rng(self.seed)
         per_sample_cap = max(1, self.max_bank_candidates // len(train))
         rows: dict[str, list[np.ndarray]] = {k: [] for k in self.kinds}

@@ -69,6 +69,7 @@ from methods._memorybank_common import (
     centre_and_register,
     check_voxel,
     minmax,
+    warn_if_finer_than_spacing,
 )
 
 PROVENANCE = (
@@ -216,6 +217,8 @@ class Reg3DAD(Detector):
                 self.template = centre(sample.points)
                 self.template_id = sample.id
                 self._voxel = auto_voxel(self.template, self.voxel_size, unit=sample.unit)
+                if self.register_clouds:
+                    warn_if_finer_than_spacing(self.template, self._voxel, "reg3dad")
             xyz = self._registered(sample.points)
             f, c = self._pointmae(xyz, sample.id)
             feats.append(f)

@@ -80,6 +80,21 @@ def test_voxel_defaults_are_official_on_real3d_and_physical_elsewhere():
     assert det._voxel("dam") == pytest.approx(0.005)
 
 
+def test_a_voxel_finer_than_the_sampling_is_warned_about():
+    from methods._memorybank_common import warn_if_finer_than_spacing
+
+    side = np.linspace(0, 0.1, 50)  # 2 mm spacing, in metres
+    grid = np.stack(np.meshgrid(side, side), -1).reshape(-1, 2)
+    cloud = np.c_[grid, np.zeros(len(grid))].astype(np.float32)
+    with pytest.warns(UserWarning, match="voxel_size='auto'"):
+        warn_if_finer_than_spacing(cloud, 0.0005, "test")  # 0.5 mm: radius 1 mm < 2 mm
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_finer_than_spacing(cloud, 0.005, "test")
+
+
 def _defaults(factory) -> dict:
     import inspect
 
