@@ -11,8 +11,8 @@ import sys
 
 from benchmark.errors import BenchmarkError
 
-COMMANDS = ("list", "run", "evaluate", "tables", "compare", "synthetic", "export", "perf",
-            "pretrain")
+COMMANDS = ("list", "describe", "run", "evaluate", "tables", "compare", "synthetic", "export",
+            "perf", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,5 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("\ninterrupted (Ctrl-C): workers stopped; finished jobs are kept, the same "
+              "command resumes the run", file=sys.stderr)
         return 130

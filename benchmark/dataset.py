@@ -157,10 +157,15 @@ def fingerprint_tree(root: Path, patterns: Sequence[str] = ("**/*",)) -> str:
 
 class DatasetBase:
     """Common behaviour of the adapters. Subclasses set `name`, `organized`, implement
-    `_scan_categories()`, `_records(category, split)` and `_load(record)`."""
+    `_scan_categories()`, `_records(category, split)` and `_load(record)`.
+
+    `unit` is the physical unit of the coordinates (benchmark.units; None = unit-less); every
+    loaded sample carries it. `has_rgb` says whether organized samples carry an RGB image."""
 
     name: str = "dataset"
     organized: bool = False
+    has_rgb: bool = False
+    unit: str | None = None
     splits: tuple[str, ...] = ("train", "test")
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -180,6 +185,22 @@ class DatasetBase:
 
     def _load(self, record: Record) -> Sample:
         raise NotImplementedError
+
+    def _load_with_unit(self, record: Record) -> Sample:
+        sample = self._load(record)
+        if sample.unit is None and self.unit is not None:
+            sample.unit = self.unit
+        return sample
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """What its samples carry: points always; xyz_grid when organized; rgb when present."""
+        out = {"points"}
+        if self.organized:
+            out.add("xyz_grid")
+            if self.has_rgb:
+                out.add("rgb")
+        return frozenset(out)
 
     # ---- public API
     @property
@@ -207,7 +228,7 @@ class DatasetBase:
         return self._index[key]
 
     def train(self, category: str) -> SampleSequence:
-        return SampleSequence(self.records(category, "train"), self._load)
+        return SampleSequence(self.records(category, "train"), self._load_with_unit)
 
     def validation(self, category: str) -> SampleSequence:
         if "validation" not in self.splits:
@@ -217,10 +238,10 @@ class DatasetBase:
             raise DatasetError(
                 f"{self.root}: {self.name} category {category!r} has no validation samples"
             )
-        return SampleSequence(recs, self._load)
+        return SampleSequence(recs, self._load_with_unit)
 
     def test(self, category: str) -> SampleSequence:
-        return SampleSequence(self.records(category, "test"), self._load)
+        return SampleSequence(self.records(category, "test"), self._load_with_unit)
 
     def fingerprint(self) -> str:
         return fingerprint_tree(self.root)

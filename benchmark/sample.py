@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import ContractError
+from benchmark.units import UNITS
 
 SPLITS = ("train", "validation", "test")
 
@@ -69,6 +70,7 @@ class Sample:
     rgb: np.ndarray | None = None
     pixel_mask: np.ndarray | None = None
     source: dict[str, str] = field(default_factory=dict)
+    unit: str | None = None  # physical unit of the coordinates (benchmark.units); None: unit-less
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +95,11 @@ class Sample:
         if self.label not in (0, 1) or isinstance(self.label, bool):
             raise ContractError(f"field 'label'{_where(sid)}: expected 0 or 1, got {self.label!r}")
         self.label = int(self.label)
+        if self.unit is not None and self.unit not in UNITS:
+            raise ContractError(
+                f"field 'unit'{_where(sid)}: expected one of {sorted(UNITS)} or None, "
+                f"got {self.unit!r}"
+            )
         pts = _check_array("points", self.points, np.float32, (None, 3), sid, finite=True)
         if len(pts) == 0:
             raise ContractError(f"field 'points'{_where(sid)}: empty cloud (0 points)")

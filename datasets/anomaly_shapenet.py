@@ -42,6 +42,7 @@ class AnomalyShapeNet(Real3DAD):
     """Anomaly-ShapeNet v2 as distributed (see the module docstring)."""
 
     name = "anomaly_shapenet"
+    unit = None  # normalised ShapeNet shapes: no physical unit
     gt_delimiter = ","
     normal_word = "positive"
 

@@ -162,6 +162,8 @@ class Eyecandies(DatasetBase):
 
     name = "eyecandies"
     organized = True
+    has_rgb = True
+    unit = "dam"  # metres x 0.1 after the M3DM conversion: one unit is 10 m
     splits = ("train", "validation", "test")
 
     def __init__(

@@ -106,6 +106,8 @@ class MVTec3D(DatasetBase):
 
     name = "mvtec3d"
     organized = True
+    has_rgb = True
+    unit = "m"  # the release's xyz TIFFs are in metres
     splits = ("train", "validation", "test")
 
     def __init__(
@@ -120,6 +122,7 @@ class MVTec3D(DatasetBase):
             raise DatasetError(f"{self.name}: unknown preprocess {preprocess!r} (None or 'btf')")
         self.preprocess = None if preprocess == "none" else preprocess
         self.use_rgb = rgb
+        self.has_rgb = bool(rgb)
         self.seed = seed
         self._trees: dict[str, Path] = {}
 

@@ -81,6 +81,7 @@ class Real3DAD(DatasetBase):
 
     name = "real3d"
     organized = False
+    unit = "mm"
     splits = ("train", "test")
     gt_folder = "gt"
     gt_delimiter: str | None = None

@@ -12,6 +12,7 @@ from benchmark.components.geometry.pointops import centre, knn
 from benchmark.components.geometry.registration import apply_transform, register_to_template
 from benchmark.errors import ConfigError
 from benchmark.timing import StageTimer
+from benchmark.units import parse_length, to_data_units
 
 
 def array_digest(arr: np.ndarray) -> str:
@@ -78,22 +79,60 @@ def centre_and_register(
         return register(pts, t)
 
 
-def auto_voxel(points: np.ndarray, voxel_size: float | str, seed: int = 0) -> float:
-    """`voxel_size` as given, or for "auto" 2.5x the median nearest-neighbour spacing of the
-    cloud (a guess: the Real3D-AD scans have a spacing of roughly 0.1-0.2 mm against the official
-    0.5 mm voxel); lets the recipe run on data in other units or densities."""
+def check_voxel(voxel_size: float | str) -> float | str:
+    """Validates a voxel size: a positive number (data units), a length with a unit ("0.5mm")
+    or "auto"; returns it unchanged."""
     if voxel_size == "auto":
-        pts = np.asarray(points, dtype=np.float32)
-        if len(pts) < 2:
-            raise ConfigError("voxel_size='auto' needs at least 2 points")
-        rng = np.random.default_rng(seed)
-        probe = pts[rng.choice(len(pts), min(len(pts), 20000), replace=False)]
-        dist, _ = knn(probe, pts, 2)
-        spacing = float(np.median(dist[:, 1]))
-        return max(2.5 * spacing, 1e-9)
-    if isinstance(voxel_size, str) or not voxel_size > 0:
-        raise ConfigError(f"voxel_size must be a positive number or 'auto', got {voxel_size!r}")
-    return float(voxel_size)
+        return voxel_size
+    try:
+        number, _ = parse_length(voxel_size)
+    except ConfigError:
+        number = -1.0
+    if not number > 0:
+        raise ConfigError(
+            f"voxel_size must be a positive number (data units), a length such as '0.5mm', "
+            f"or 'auto'; got {voxel_size!r}"
+        )
+    return voxel_size
+
+
+def auto_voxel(
+    points: np.ndarray, voxel_size: float | str, seed: int = 0, unit: str | None = None
+) -> float:
+    """The voxel size in the cloud's units: a bare number as given; a length with a unit
+    ("0.5mm") converted to the data's `unit`; "auto" -- and a unit-bearing length on unit-less
+    data (`unit` None) -- 2.5x the median nearest-neighbour spacing of the cloud (a guess: the
+    Real3D-AD scans have a spacing of roughly 0.1-0.2 mm against the official 0.5 mm voxel)."""
+    check_voxel(voxel_size)
+    if voxel_size != "auto":
+        converted = to_data_units(voxel_size, unit)
+        if converted is not None:
+            return float(converted)
+    pts = np.asarray(points, dtype=np.float32)
+    if len(pts) < 2:
+        raise ConfigError("voxel_size='auto' needs at least 2 points")
+    rng = np.random.default_rng(seed)
+    probe = pts[rng.choice(len(pts), min(len(pts), 20000), replace=False)]
+    dist, _ = knn(probe, pts, 2)
+    spacing = float(np.median(dist[:, 1]))
+    return max(2.5 * spacing, 1e-9)
+
+
+def warn_if_finer_than_spacing(points: np.ndarray, voxel: float, what: str) -> None:
+    """A warning (not an error: the recipe still runs) when the voxel -- and so the normal
+    radius, 2x the voxel -- is below the cloud's point spacing: normals and FPFH then see almost
+    no neighbours and the scores degenerate. Happens when a physical default meets data sampled
+    much more coarsely than the official scans (e.g. the small synthetic trees)."""
+    import warnings
+
+    spacing = auto_voxel(points, "auto") / 2.5
+    if 2 * voxel < spacing:
+        warnings.warn(
+            f"{what}: voxel {voxel:.3g} (normal radius {2 * voxel:.3g}) is below the median "
+            f"point spacing {spacing:.3g} of the template; features will be degenerate. "
+            "Pass voxel_size='auto' (2.5x the spacing) or a coarser length.",
+            stacklevel=3,
+        )
 
 
 def minmax(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -11,7 +11,10 @@ specs/methods.md §2:
 - features per 28x28 patch grid (784 patches):
   raw: the 224x224 depth reshaped in memory order to 28x28x64 (not spatial 8x8 blocks);
   fpfh: Open3D FPFH of the non-zero points (every coordinate != 0) of the 224 grid, normals
-  radius 0.1 / 30, FPFH radius 0.25 / 100 (voxel 0.05 x2 / x5; metres), zeros elsewhere, then
+  radius 0.1 / 30, FPFH radius 0.25 / 100 (voxel 0.05 x2 / x5; metres: the default "0.05m" is
+  converted to each sample's declared unit, so it is 0.05 on MVTec 3D-AD and 0.005 on Eyecandies'
+  decametre frame, the same physical size; the 30 / 100 neighbour caps usually bind first),
+  zeros elsewhere, then
   AvgPool2d(3, stride 1, no padding) and AdaptiveAvgPool2d(28);
   rgb: WRN-50 layers 2 and 3 (timm ``wide_resnet50_2`` default ImageNet weights, ``racm_in1k``),
   each AvgPool 3x3 s1 + AdaptiveAvgPool 28, concatenated (1536-d);
@@ -48,9 +51,10 @@ On a 12,000-point cloud the official ratios score 24 points (specs §O); they we
 0.1-2.7 M-point Real3D-AD scans. ``sampling="density"`` is our density-aware option: one real
 point per voxel of edge ``train_spacing`` / ``test_spacing`` times the cloud's median
 nearest-neighbour spacing (guesses: 2.0 and 3.0), so the scored points cover the surface evenly
-at any density. Guessed / added (ours): ``sampling="density"`` and its two factors,
-``voxel_size="auto"`` (2.5x the median spacing of the first train cloud, for data in other
-units); the Open3D FPFH is deterministic, so is the whole detector.
+at any density. The voxel is the official 0.5 mm (``voxel_size="0.5mm"``), converted at fit time
+to the samples' declared unit. Guessed / added (ours): ``sampling="density"`` and its two
+factors, ``voxel_size="auto"`` (2.5x the median spacing of the first train cloud; also what
+unit-less data falls back to); the Open3D FPFH is deterministic, so is the whole detector.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ from benchmark.errors import ConfigError, ContractError
 from benchmark.registry import METHODS
 from benchmark.sample import Prediction, Sample
 from benchmark.timing import StageTimer
-from methods._memorybank_common import auto_voxel
+from benchmark.units import parse_length, to_data_units
+from methods._memorybank_common import auto_voxel, check_voxel
 
 PROVENANCE = (
     "ported from eliahuhorwitz/3D-ADS@612eb7b3ef87 (features.py, *_features.py, "
@@ -117,7 +122,7 @@ class BTF(Detector):
         coreset_eps: float = 0.9,
         n_reweight: int = 3,
         blur_radius: int = 4,
-        voxel_size: float = 0.05,
+        voxel_size: float | str = "0.05m",
         pretrained: bool = True,
         weights: str | os.PathLike | None = None,
         backbone_tag: str = "racm_in1k",
@@ -127,8 +132,15 @@ class BTF(Detector):
     ) -> None:
         if features not in FEATURES:
             raise ConfigError(f"BTF: unknown features {features!r}; known: {sorted(FEATURES)}")
-        if isinstance(voxel_size, (str, bool)) or not float(voxel_size) > 0:
-            raise ConfigError(f"BTF: voxel_size must be a positive number, got {voxel_size!r}")
+        try:
+            ok = parse_length(voxel_size)[0] > 0
+        except ConfigError:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"BTF: voxel_size must be a positive number (data units) or a length such as "
+                f"'0.05m', got {voxel_size!r}"
+            )
         if features == "raw" and (image_size * image_size) % (patch_grid * patch_grid):
             raise ConfigError("BTF raw: image_size^2 must be a multiple of patch_grid^2")
         self.features = features
@@ -139,7 +151,7 @@ class BTF(Detector):
         self.coreset_eps = coreset_eps
         self.n_reweight = n_reweight
         self.blur_radius = blur_radius
-        self.voxel_size = float(voxel_size)
+        self.voxel_size = voxel_size
         self.float16 = float16
         self.nn_backend = nn_backend
         self.seed = int(seed)
@@ -158,13 +170,18 @@ class BTF(Detector):
         """(1,C,H,W) -> AvgPool2d(3, s1, no padding) -> AdaptiveAvgPool2d(grid)."""
         return F.adaptive_avg_pool2d(F.avg_pool2d(maps, 3, stride=1), self.patch_grid)
 
-    def _fpfh_patches(self, grid224: np.ndarray) -> np.ndarray:
+    def _voxel(self, unit: str | None) -> float:
+        """The voxel in the sample's unit (unit-less data: the number as given)."""
+        v = to_data_units(self.voxel_size, unit)
+        return parse_length(self.voxel_size)[0] if v is None else v
+
+    def _fpfh_patches(self, grid224: np.ndarray, unit: str | None = "m") -> np.ndarray:
         s = self.image_size
         flat = grid224.reshape(-1, 3)
         keep = np.flatnonzero(valid_cells(grid224, all_nonzero=True).reshape(-1))
         full = np.zeros((s * s, 33), np.float32)
         if len(keep) >= 3:
-            v = self.voxel_size
+            v = self._voxel(unit)
             full[keep] = fpfh(flat[keep], 2 * v, 30, 5 * v, 100)
         maps = torch.from_numpy(full.reshape(s, s, 33)).permute(2, 0, 1)[None]
         return self._pool(maps)[0].reshape(33, -1).T.numpy()
@@ -199,7 +216,7 @@ class BTF(Detector):
                     depth = np.ascontiguousarray(grid[:, :, 2])
                     parts.append(depth.reshape(self.patch_grid**2, -1))
                 else:
-                    parts.append(self._fpfh_patches(grid))
+                    parts.append(self._fpfh_patches(grid, sample.unit))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     # --- fit / predict -----------------------------------------------------------------------
@@ -248,7 +265,7 @@ class Real3DBTF(Detector):
     def __init__(
         self,
         features: str = "fpfh",
-        voxel_size: float | str = 0.5,
+        voxel_size: float | str = "0.5mm",
         sampling: str = "stride",
         train_sampling_ratio: int = 100,
         test_sampling_ratio: int = 500,
@@ -267,8 +284,7 @@ class Real3DBTF(Detector):
             raise ConfigError(
                 f"Real3DBTF: sampling must be 'stride' or 'density', got {sampling!r}"
             )
-        if voxel_size != "auto":
-            auto_voxel(np.zeros((2, 3)), voxel_size)  # validates
+        check_voxel(voxel_size)
         for name, v in (("train_sampling_ratio", train_sampling_ratio),
                         ("test_sampling_ratio", test_sampling_ratio)):
             if isinstance(v, bool) or int(v) != v or v < 1:
@@ -337,7 +353,7 @@ class Real3DBTF(Detector):
         for sample in train:
             if self._voxel is None:
                 first = centre(np.asarray(sample.points))
-                self._voxel = auto_voxel(first, self.voxel_size)
+                self._voxel = auto_voxel(first, self.voxel_size, unit=sample.unit)
                 diag = float(np.linalg.norm(first.max(0) - first.min(0)))
                 if self.features == "fpfh" and diag < 20 * self._voxel:
                     raise ConfigError(

@@ -30,8 +30,11 @@ Deviations and guesses (all documented)
 - ``pointmae_train_mode=True`` reproduces the official extractor, which is never put in eval
   mode (BatchNorm on the cloud's own statistics, DropPath active); its randomness is seeded from
   `seed` and the sample id. ``False`` gives the deterministic eval-mode features.
-- ``voxel_size="auto"`` (2.5x the median point spacing) is our addition for data in other
-  units or densities (the official 0.5 assumes Real3D-AD's millimetre scans).
+- ``voxel_size="0.5mm"`` (the official 0.5 on Real3D-AD's millimetre scans) is converted at fit
+  time to the unit the samples declare (``Sample.unit``), so it is exactly 0.5 on Real3D-AD and
+  0.0005 on MVTec 3D-AD's metres; the normal and FPFH radii (2x, 5x the voxel) follow. On
+  unit-less data (Anomaly-ShapeNet) it falls back to ``"auto"`` (2.5x the median point spacing,
+  our guess); a bare number is taken in the data's own units.
 - ``normalize="train"`` (min/max of train-sample scores) and ``"none"`` are leak-free
   alternatives to the official test-set normalisation of ``patchcore_fpfh_raw``.
 - 2D: the map of the centre crop is edge-padded back to the resized (uncropped) frame so that it
@@ -61,7 +64,9 @@ from benchmark.timing import StageTimer
 from methods._memorybank_common import (
     auto_voxel,
     centre_and_register,
+    check_voxel,
     minmax,
+    warn_if_finer_than_spacing,
 )
 
 REAL3D_FEATURES = {"fpfh": ("fpfh",), "raw": ("raw",), "fpfh_raw": ("fpfh", "raw"),
@@ -94,7 +99,7 @@ class Real3DPatchCore(Detector):
         self,
         features: str = "fpfh",
         memory_size: int = 10000,
-        voxel_size: float | str = 0.5,
+        voxel_size: float | str = "0.5mm",
         register: bool = True,
         ransac_iterations: int = 100000,
         normalize: str = "test",
@@ -119,9 +124,7 @@ class Real3DPatchCore(Detector):
         self.features = features
         self.kinds = REAL3D_FEATURES[features]
         self.memory_size = int(memory_size)
-        self.voxel_size = voxel_size
-        if voxel_size != "auto":
-            auto_voxel(np.zeros((2, 3)), voxel_size)  # validates
+        self.voxel_size = check_voxel(voxel_size)
         self.register_clouds = bool(register)
         self.ransac_iterations = int(ransac_iterations)
         self.normalize = normalize
@@ -181,15 +184,18 @@ class Real3DPatchCore(Detector):
         first = train[0]
         self.template = centre(first.points)
         self.template_id = first.id
-        self._voxel = auto_voxel(self.template, self.voxel_size)
+        self._voxel = auto_voxel(self.template, self.voxel_size, unit=first.unit)
         diag = float(np.linalg.norm(self.template.max(0) - self.template.min(0)))
         uses_voxel = self.register_clouds or "fpfh" in self.kinds
         if uses_voxel and diag < 20 * self._voxel:
             raise ConfigError(
                 f"{type(self).__name__}: voxel_size={self._voxel:g} is too coarse for clouds of "
-                f"diagonal {diag:.4g} (template {first.id!r}); the default 0.5 is Real3D-AD's "
-                "millimetre setting: pass voxel_size='auto' or a value in the data's units"
+                f"diagonal {diag:.4g} (template {first.id!r}, unit {first.unit or 'none'}); "
+                "pass voxel_size='auto', a length with its unit ('0.5mm') or a value in the "
+                "data's units"
             )
+        if uses_voxel:
+            warn_if_finer_than_spacing(self.template, self._voxel, type(self).__name__)
         rng = np.random.default_rng(self.seed)
         per_sample_cap = max(1, self.max_bank_candidates // len(train))
         rows: dict[str, list[np.ndarray]] = {k: [] for k in self.kinds}

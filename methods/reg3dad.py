@@ -41,10 +41,12 @@ Deviations from the official code (documented, deliberate):
 
 Options beyond the official code: ``normalize="train"`` (above), ``normalize="none"`` (raw
 scores, averaged when both banks are on); ``xyz_bank=False`` (bank A alone: the Real3D-AD
-PatchCore(PointMAE) pipeline, used by the Group3AD ablations); ``voxel_size="auto"`` (2.5x the
-template's median point spacing, a guess shared with the PatchCore presets, for data not in
-Real3D-AD's millimetre scale); ``register=False``; ``cache`` (RANSAC poses cached under
-benchmark.cache, keyed by both clouds, seed and recipe, shared with the PatchCore presets).
+PatchCore(PointMAE) pipeline, used by the Group3AD ablations); ``voxel_size="0.5mm"``: the
+official 0.5 in Real3D-AD's millimetres, converted at fit time to the samples' declared unit
+(unit-less data falls back to ``"auto"``: 2.5x the template's median point spacing, a guess shared
+with the PatchCore presets; a bare number is in the data's units); ``register=False``;
+``cache`` (RANSAC poses cached under benchmark.cache, keyed by both clouds, seed and recipe,
+shared with the PatchCore presets).
 Guessed hyper-parameters: none for the official configuration.
 """
 
@@ -68,7 +70,9 @@ from benchmark.timing import StageTimer
 from methods._memorybank_common import (
     auto_voxel,
     centre_and_register,
+    check_voxel,
     minmax,
+    warn_if_finer_than_spacing,
 )
 
 PROVENANCE = (
@@ -127,7 +131,7 @@ class Reg3DAD(Detector):
         num_nn: int = 1,
         normalize: str = "test",
         register: bool = True,
-        voxel_size: float | str = 0.5,
+        voxel_size: float | str = "0.5mm",
         ransac_iterations: int = 100000,
         cache: bool = True,
         pointmae_train_mode: bool = True,
@@ -153,9 +157,7 @@ class Reg3DAD(Detector):
         self.normalize = normalize
         self.uses_test_statistics = normalize == "test"
         self.register_clouds = bool(register)
-        self.voxel_size = voxel_size
-        if voxel_size != "auto":
-            auto_voxel(np.zeros((2, 3)), voxel_size)  # validates
+        self.voxel_size = check_voxel(voxel_size)
         self.ransac_iterations = int(ransac_iterations)
         self.cache = bool(cache)
         self._voxel: float | None = None
@@ -242,7 +244,9 @@ class Reg3DAD(Detector):
             if self.template is None:
                 self.template = centre(sample.points)
                 self.template_id = sample.id
-                self._voxel = auto_voxel(self.template, self.voxel_size)
+                self._voxel = auto_voxel(self.template, self.voxel_size, unit=sample.unit)
+                if self.register_clouds:
+                    warn_if_finer_than_spacing(self.template, self._voxel, "reg3dad")
             xyzs.append(self._registered(sample.points))
             ids.append(sample.id)
         if not xyzs:

@@ -22,7 +22,7 @@ OURS = ("benchmark", "methods", "datasets", "metrics")
 # Contracts (what a plugin implements) and the small utilities everything may use.
 FOUNDATION = {f"benchmark.{m}" for m in (
     "sample", "detector", "dataset", "registry", "errors",  # contracts
-    "cache", "weights", "seeding", "timing", "progress", "compat")}
+    "cache", "weights", "seeding", "timing", "progress", "compat", "units")}
 TOOLKIT = "benchmark.components"
 PIPELINE = ("benchmark.run", "benchmark.report", "benchmark.commands", "benchmark.cli",
             "benchmark.perf")

@@ -51,7 +51,7 @@ def cloud_sample(i: int, split: str, anomalous: bool, n: int = 3000, pose: bool 
     return Sample(
         id=f"{split}_{i:03d}", dataset="toy", category="blob", split=split,
         defect="bulge" if anomalous else "good", points=pts.astype(np.float32),
-        label=int(anomalous), point_mask=mask,
+        label=int(anomalous), point_mask=mask, unit="mm",
     )  # fmt: skip
 
 
@@ -212,7 +212,9 @@ def test_patchcore_rgb_end_to_end() -> None:
 
 def test_voxel_size_in_wrong_units_is_reported(clouds) -> None:
     train, _ = clouds
+    # metre-sized coordinates mislabelled as millimetres: the 0.5 mm voxel is too coarse
     small = [Sample(**{**s.__dict__, "points": s.points * 1e-3}) for s in train[:1]]
-    det = METHODS.create("patchcore_fpfh")  # 0.5 = Real3D-AD millimetres; these are "metres"
+    assert small[0].unit == "mm"
+    det = METHODS.create("patchcore_fpfh")
     with pytest.raises(ConfigError, match="voxel_size='auto'"):
         det.fit(small)

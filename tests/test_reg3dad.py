@@ -45,6 +45,7 @@ def _sample(rng, i: int, split: str, anomalous: bool = False, n: int = 2500) -> 
         points=pts,
         label=int(anomalous),
         point_mask=mask,
+        unit="mm",
     )
 
 

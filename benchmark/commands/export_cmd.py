@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--no-curves", action="store_true")
     parser.add_argument("--render-size", type=int, default=384)
+    parser.add_argument("--scale", choices=("category", "sample"), default="category",
+                        help="colour scale: the category's min..max over the exported samples "
+                             "(default; colours compare) or each sample's own min..max")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -27,7 +30,7 @@ def execute(args: argparse.Namespace) -> int:
     files = export_run(args.run, args.out, job=args.job, category=args.category,
                        limit=None if args.limit == 0 else args.limit, ply=not args.no_ply,
                        png=not args.no_png, curves=not args.no_curves,
-                       render_size=args.render_size)
+                       render_size=args.render_size, scale=args.scale)
     print(f"wrote {len(files)} file(s) under {args.out}", file=sys.stderr)
     for f in files:
         print(f)

@@ -17,11 +17,19 @@ COLUMNS = {
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=("methods", "datasets", "all"), default="all")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--verbose", "-v", action="store_true", help="add provenance column")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="add provenance and origin (datasets: unit) columns; "
+                             "`describe NAME` shows one entry in full")
 
 
 def _rows(registry: Registry) -> list[dict]:
-    return [entry.describe() for entry in registry.entries()]
+    rows = [entry.describe() for entry in registry.entries()]
+    if registry is DATASETS:
+        from benchmark.commands.describe_cmd import unit_text
+
+        for row, entry in zip(rows, registry.entries()):
+            row["unit"] = unit_text(entry)
+    return rows
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -36,7 +44,8 @@ def execute(args: argparse.Namespace) -> int:
 
     console = Console(width=160)
     for kind, registry in selected.items():
-        cols = COLUMNS[kind] + (("provenance", "origin") if args.verbose else ())
+        extra = (("unit",) if kind == "datasets" else ()) + ("provenance", "origin")
+        cols = COLUMNS[kind] + (extra if args.verbose else ())
         table = Table(title=f"{kind} ({len(registry)})", show_lines=False)
         for col in cols:
             table.add_column(col, overflow="fold")

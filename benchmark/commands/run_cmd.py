@@ -19,8 +19,9 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=2, help="processes for --executor processes")
     g.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
     g.add_argument("--force", action="store_true", help="recompute jobs that already have results")
-    g.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import MODULE first (it registers extra methods/datasets); repeatable")
+    g.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="import a module or a .py file first (it registers extra "
+                        "methods/datasets); repeatable")
     s = parser.add_argument_group("slurm (submitit)")
     s.add_argument("--slurm-partition", default=None)
     s.add_argument("--slurm-time", type=int, default=240, help="time limit per job in minutes")
@@ -183,6 +184,9 @@ def run_and_report(spec, args: argparse.Namespace, out: Path | None) -> tuple[in
         from benchmark.run.spec import import_plugins
 
         import_plugins(args.plugin)
+    from benchmark.run.preflight import check_combinations
+
+    check_combinations(spec)
     run_dir = Path(out) if out else runner.default_run_dir(spec)
     executor = make_executor(args, run_dir)
     summary = runner.run(spec, out=run_dir, executor=executor, force=args.force,

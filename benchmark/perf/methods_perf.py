@@ -32,7 +32,8 @@ def _scan(i: int, size: int):
     grid[~inside] = 0
     idx = np.flatnonzero(inside.reshape(-1)).astype(np.int64)
     return Sample(id=f"scan{i}", dataset="perf", category="c", split="train", defect="good",
-                  points=grid.reshape(-1, 3)[idx].copy(), label=0, xyz_grid=grid, grid_index=idx)
+                  points=grid.reshape(-1, 3)[idx].copy(), label=0, xyz_grid=grid, grid_index=idx,
+                  unit="m")
 
 
 def _cloud(i: int, n: int):
@@ -46,7 +47,7 @@ def _cloud(i: int, n: int):
     r = 50 * (1 + 0.25 * x * y + 0.2 * np.sin(3 * x + 1) * z + 0.15 * np.cos(4 * y) * x)
     pts = (d * r[:, None]).astype(np.float32)
     return Sample(id=f"cloud{i}", dataset="perf", category="c", split="train", defect="good",
-                  points=pts - pts.mean(0), label=0)
+                  points=pts - pts.mean(0), label=0, unit="mm")
 
 
 def _run_case(case: dict, conn) -> None:

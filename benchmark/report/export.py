@@ -2,10 +2,18 @@
 organized data, and ROC / PRO curves per category.
 
 - ``<out>/<job>/<category>/<sample>.ply``: the test cloud with a heat colour per point (red/green/
-  blue, colour map ``jet`` scaled to the category's score range) and the scalar properties
-  ``anomaly_score`` (float) and ``gt`` (0/1 when known); opens in Open3D, MeshLab, CloudCompare.
-- ``<sample>_render.png``: three views of the coloured cloud (components.render).
-- ``<sample>_overlay.png`` (organized data): image | anomaly map over the image | GT outline.
+  blue, colour map ``jet``) and the scalar properties ``anomaly_score`` (float) and ``gt`` (0/1
+  when known); opens in Open3D, MeshLab, CloudCompare.
+- ``<sample>_render.png``: three views of the coloured cloud (components.render) with a colour
+  bar labelled with its value range; below them, when the sample has anomalous points, the same
+  views with the ground-truth points in magenta on grey.
+- ``<sample>_overlay.png`` (organized data): image | anomaly map over the image with the GT
+  contour in magenta | GT outline on the image, and the colour bar with its value range.
+
+Colour scale (``scale``): ``"category"`` (default) maps the min..max of the exported samples of a
+category onto the colour map, so colours compare across its samples; ``"sample"`` uses each
+sample's own min..max (shows the structure of every map; colours no longer compare). The colour
+bar always prints the range used.
 - ``roc.png``, ``pro.png`` per category: object- and pixel/point-level ROC; PRO curve with the
   integration limit marked.
 
@@ -26,6 +34,8 @@ from benchmark.run.spec import EvalConfig, Job, import_plugins, open_dataset
 from benchmark.run.store import CategoryScores, RunStore, StoreError, warn
 
 CMAP = "jet"
+GT_COLOR = (255, 0, 255)  # magenta: not on the jet colour map
+SCALES = ("category", "sample")
 
 
 def _safe(name: str) -> str:
@@ -93,15 +103,59 @@ def write_heat_ply(path: Path, points: np.ndarray, scores: np.ndarray, vmin: flo
     return path
 
 
-def write_render_png(path: Path, points: np.ndarray, colors: np.ndarray, size: int = 384) -> Path:
+def colorbar(height: int, vmin: float, vmax: float, cmap: str = CMAP,
+             width: int = 84) -> np.ndarray:
+    """uint8 (height, width, 3): a vertical colour bar (vmax at the top) labelled with the range."""
+    from PIL import Image, ImageDraw
+
+    target = int(height)
+    height = max(target, 120)  # drawn at a readable size, then fitted to `target` rows
+    bar_h = height - 24
+    ramp = np.linspace(1.0, 0.0, bar_h)[:, None]
+    colors = heat_colors(ramp, 0.0, 1.0, cmap)  # (bar_h, 1, 3)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    canvas[12:12 + bar_h, 6:22] = colors
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    for y, value in ((12, vmax), (12 + bar_h // 2, 0.5 * (vmin + vmax)), (12 + bar_h - 1, vmin)):
+        draw.line([(22, y), (26, y)], fill=(0, 0, 0))
+        draw.text((28, y - 5), f"{value:.3g}", fill=(0, 0, 0))
+    if target != height:
+        img = img.resize((max(1, width * target // height), target), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def write_render_png(path: Path, points: np.ndarray, colors: np.ndarray, size: int = 384,
+                     vrange: tuple[float, float] | None = None,
+                     gt: np.ndarray | None = None) -> Path:
+    """Three views of the coloured cloud (+ colour bar when `vrange` is given); a second row
+    marks the anomalous points of `gt` in magenta when it has any."""
     from PIL import Image
 
     from benchmark.components.render.multiview import render_views
 
-    render = render_views(points, views=list(EXPORT_VIEWS), image_size=size, colors=colors,
-                          light_on=False, window=size, point_size=max(2.0, size / 80))
-    Image.fromarray(np.concatenate(list(render.images), axis=1)).save(path)
+    def views(cols: np.ndarray) -> np.ndarray:
+        render = render_views(points, views=list(EXPORT_VIEWS), image_size=size, colors=cols,
+                              light_on=False, window=size, point_size=max(2.0, size / 80))
+        return np.concatenate(list(render.images), axis=1)
+
+    rows = [views(colors)]
+    if gt is not None and np.asarray(gt).any():
+        marked = np.full((len(points), 3), 170, np.uint8)
+        marked[np.asarray(gt) > 0] = GT_COLOR
+        rows.append(views(marked))
+    if vrange is not None:
+        bar = colorbar(size, *vrange)
+        rows[0] = np.concatenate([rows[0], bar], axis=1)
+        rows[1:] = [np.concatenate([r, np.full_like(bar, 255)], axis=1) for r in rows[1:]]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    m = np.pad(mask, 1)
+    inner = m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    return mask & ~inner
 
 
 def write_overlay_png(path: Path, sample: Any, smap: np.ndarray, vmin: float, vmax: float) -> Path:
@@ -118,10 +172,12 @@ def write_overlay_png(path: Path, sample: Any, smap: np.ndarray, vmin: float, vm
     heat = heat_colors(smap, vmin, vmax).astype(np.float32)
     overlay = (0.5 * base + 0.5 * heat).astype(np.uint8)
     gt = np.zeros(sample.grid_shape, bool) if sample.pixel_mask is None else sample.pixel_mask > 0
-    edge = gt & ~(np.roll(gt, 1, 0) & np.roll(gt, -1, 0) & np.roll(gt, 1, 1) & np.roll(gt, -1, 1))
+    edge = _edges(gt)
+    overlay[edge] = GT_COLOR
     outline = base.astype(np.uint8).copy()
-    outline[edge] = (255, 0, 0)
-    Image.fromarray(np.concatenate([base.astype(np.uint8), overlay, outline], axis=1)).save(path)
+    outline[edge] = GT_COLOR
+    panels = [base.astype(np.uint8), overlay, outline, colorbar(base.shape[0], vmin, vmax)]
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
     return path
 
 
@@ -221,9 +277,13 @@ def _sample_at(seq: Any, i: int, sample_id: str) -> Any:
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, job: str | None = None,
                category: str | None = None, limit: int | None = 4, ply: bool = True,
-               png: bool = True, curves: bool = True, render_size: int = 384) -> list[Path]:
+               png: bool = True, curves: bool = True, render_size: int = 384,
+               scale: str = "category") -> list[Path]:
     """Writes the visual outputs of the run's successful jobs (or one job); returns the files.
-    A damaged job is skipped with a warning naming it."""
+    A damaged job is skipped with a warning naming it. `scale`: "category" or "sample" colour
+    scale (module docstring)."""
+    if scale not in SCALES:
+        raise ConfigError(f"export: scale must be one of {SCALES}, got {scale!r}")
     store = RunStore(run_dir).require()
     keys = [k for k, v in store.current(warn) if v.done]
     if job is not None:
@@ -265,6 +325,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, job: str | None = No
                 sample, scores = samples[i], per_point[i]
                 if scores is None:
                     continue
+                if scale == "sample":
+                    vmin, vmax = float(scores.min()), float(scores.max())
                 stem = folder / _safe(sample.id)
                 if ply:
                     written.append(write_heat_ply(stem.with_suffix(".ply"), sample.points,
@@ -272,9 +334,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, job: str | None = No
                 if png:
                     colors = heat_colors(scores, vmin, vmax)
                     written.append(write_render_png(Path(f"{stem}_render.png"), sample.points,
-                                                    colors, render_size))
+                                                    colors, render_size, (vmin, vmax),
+                                                    sample.point_mask))
                     if sample.organized:
                         smap = native_map(cs, i, sample)
+                        if scale == "sample":
+                            vmin, vmax = float(smap.min()), float(smap.max())
                         written.append(write_overlay_png(Path(f"{stem}_overlay.png"), sample,
                                                          smap, vmin, vmax))
     return written

@@ -7,6 +7,7 @@ finish, in any order; ``outcome`` is ``fn(*args)`` or the exception that killed 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +46,9 @@ class ProcessExecutor:
         if not args:
             return
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=1,
+                                   initializer=_ignore_sigint)
+        try:
             futures = {pool.submit(fn, *a): a for a in args}
             pending = set(futures)
             while pending:
@@ -55,6 +58,19 @@ class ProcessExecutor:
                         yield futures[fut], fut.result()
                     except Exception as err:  # the worker process died (OOM kill, segfault)
                         yield futures[fut], err
+        except BaseException:  # Ctrl-C (or the consumer stopped): stop the workers now, quietly
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class SlurmExecutor:
@@ -94,20 +110,50 @@ class SlurmExecutor:
     def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Outcome]:
         if not args:
             return
-        with self.executor.batch():
-            jobs = [self.executor.submit(fn, *a) for a in args]
+        with _sigint_ignored_in_children():  # local-cluster controllers leave Ctrl-C to us
+            with self.executor.batch():
+                jobs = [self.executor.submit(fn, *a) for a in args]
         self.submitted = jobs
         pending = dict(zip(range(len(jobs)), jobs))
-        while pending:
-            finished = [i for i, j in pending.items() if j.done()]
-            for i in finished:
-                job = pending.pop(i)
+        try:
+            while pending:
+                finished = [i for i, j in pending.items() if j.done()]
+                for i in finished:
+                    job = pending.pop(i)
+                    try:
+                        yield args[i], job.result()
+                    except Exception as err:  # the task failed outside the job function
+                        yield args[i], err
+                if pending and not finished:
+                    time.sleep(self.poll_s)
+        except BaseException:  # Ctrl-C: cancel what is still queued or running
+            for job in pending.values():
                 try:
-                    yield args[i], job.result()
-                except Exception as err:  # the task failed outside the job function
-                    yield args[i], err
-            if pending and not finished:
-                time.sleep(self.poll_s)
+                    process = getattr(job, "_process", None)  # submitit's local-cluster jobs
+                    if process is not None:
+                        process.terminate()  # its controller forwards SIGTERM to the task
+                    else:
+                        job.cancel(check=False)
+                except Exception:  # noqa: BLE001 - best effort; the interrupt wins
+                    pass
+            raise
+
+
+@contextlib.contextmanager
+def _sigint_ignored_in_children() -> Iterator[None]:
+    """Ignores SIGINT while child processes are started, so they inherit SIG_IGN (Python then
+    installs no KeyboardInterrupt handler in them); the parent stops them on Ctrl-C."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def make_executor(name: str, *, workers: int = 2, folder: str | Path | None = None,

@@ -542,6 +542,8 @@ def run(spec: RunSpec, *, out: str | Path | None = None, executor: Any = None,
             else:
                 summary.executed.append(result)
             bar.update()
+            bar.log(f"{result['status']:6s} {result.get('title', result['key'])}"
+                    + (f": {result['error']}" if result.get("error") else ""))
             if result["status"] not in ("ok", "done", "busy"):
                 bar.set_postfix(f"{len(summary.failures)} failed")
     with store.lock():

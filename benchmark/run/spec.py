@@ -293,7 +293,7 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> RunSpec:
         seeds=seeds,
         evaluation=EvalConfig.from_dict(data.get("evaluation")),
         device=str(data.get("device") or "cpu"),
-        plugins=[str(p) for p in _as_list(data.get("plugins"))],
+        plugins=[_plugin_ref(str(p)) for p in _as_list(data.get("plugins"))],
         name=data.get("name"),
     )
 
@@ -573,12 +573,46 @@ def code_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Imports modules that register extra methods/datasets (also done inside workers)."""
+    """Imports modules that register extra methods/datasets (also done inside workers); an item
+    ending in ``.py`` (or containing a path separator) is a file, imported once per process."""
     for name in modules:
+        if name.endswith(".py") or "/" in name or "\\" in name:
+            _import_plugin_file(name)
+            continue
         try:
             importlib.import_module(name)
         except ImportError as err:
             raise ConfigError(f"plugin module '{name}' cannot be imported: {err}") from err
+
+
+def _plugin_ref(text: str) -> str:
+    """A plugin file path made absolute (workers may start elsewhere); module names unchanged."""
+    if text.endswith(".py") or "/" in text or "\\" in text:
+        return str(Path(text).expanduser().resolve())
+    return text
+
+
+def _import_plugin_file(path_text: str) -> None:
+    import importlib.util
+    import sys
+
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"plugin file '{path_text}' does not exist")
+    module_name = f"benchmark_plugin_{path.stem}_{recipe_hash({'path': str(path)}, 8)}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"plugin file '{path_text}' cannot be imported (not a Python file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise ConfigError(f"plugin file '{path_text}' failed to import: "
+                          f"{type(err).__name__}: {err}") from err
 
 
 _DATASETS: dict[str, Any] = {}

@@ -128,4 +128,6 @@ DATASETS.register(
     smoke={"format": "mvtec3d", "size": "small", "categories": 1},
 )
 
+create_synthetic.formats = FORMATS  # type: ignore[attr-defined]  # (for `describe`)
+
 __all__ = ["create_synthetic", "generate", "write_synthetic", "FORMATS", "SIZES"]

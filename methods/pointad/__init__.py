@@ -23,8 +23,9 @@ Guessed hyper-parameters and choices (PointAD+ has no code; each is a constructo
 - explicit maps use the same 0.07 temperature; the final PointAD+ map is
   G_sigma(0.5 S_a + 0.5 T_a) with sigma 4 as in PointAD;
 - M3D: the RGB image is resized (bicubic) to the CLIP input size without cropping, so that it
-  stays pixel-aligned with the organized grid; paper formulas by default
-  (``m3d_scoring="official"`` reproduces PointAD's test.py);
+  stays pixel-aligned with the organized grid; ``pointad`` / ``pointad_coop`` score M3D as the
+  official ``test.py`` does (``m3d_scoring="official"``, their preset default); ``pointad_plus*``
+  (no official code) and ``clip_rendering`` use the paper's formulas (``"paper"``);
 - CLIP + Rendering uses the original path's final patch tokens for its maps;
 - the 3D dice runs over the cloud's points (the official code runs it over the 336x336 organized
   array, background included);
@@ -52,10 +53,10 @@ _PROV_PLUS = ("re-implemented from the PointAD+ paper (arXiv 2509.03277 §3.4-3.
               "code) on top of the PointAD port; guessed hyper-parameters in methods/pointad")
 
 _PRESETS = {
-    "pointad": (dict(variant="pointad", prompt_style="agnostic"),
+    "pointad": (dict(variant="pointad", prompt_style="agnostic", m3d_scoring="official"),
                 "PointAD: CLIP + DPAM on 9 renders, object-agnostic prompts, hybrid loss",
                 _PROV_POINTAD),
-    "pointad_coop": (dict(variant="pointad", prompt_style="coop"),
+    "pointad_coop": (dict(variant="pointad", prompt_style="coop", m3d_scoring="official"),
                      "PointAD-CoOp: PointAD with class-name learnable prompts", _PROV_POINTAD),
     "pointad_plus": (dict(variant="pointad_plus", prompt_style="agnostic"),
                      "PointAD+: PointAD + G-aggregated explicit points, geometry prompts, L_cross",
