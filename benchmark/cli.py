@@ -11,7 +11,8 @@ import sys
 
 from benchmark.errors import BenchmarkError
 
-COMMANDS = ("list", "run", "evaluate", "tables", "compare", "synthetic", "export", "perf")
+COMMANDS = ("list", "run", "evaluate", "tables", "compare", "synthetic", "export", "report",
+            "perf")
 
 
 def build_parser() -> argparse.ArgumentParser:
