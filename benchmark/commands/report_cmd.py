@@ -28,7 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render-size", type=int, default=256)
     parser.add_argument("--decimals", type=int, default=1)
     parser.add_argument("--screenshot", metavar="PNG",
-                        help="also save a screenshot of the index page (needs chromium)")
+                        help="also save screenshots of the index, a category page and a 3D "
+                             "viewer, side by side (needs chromium)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -40,9 +41,9 @@ def execute(args: argparse.Namespace) -> int:
                          decimals=args.decimals, evaluation=args.evaluation, paper=args.paper)
     index = write_report(run, args.out, opts, log=print_progress)
     if args.screenshot:
-        from benchmark.report.browser import screenshot
+        from benchmark.report.browser import report_screenshot
 
-        screenshot(index, Path(args.screenshot))
+        report_screenshot(index, Path(args.screenshot))
         print(f"screenshot: {args.screenshot}", file=sys.stderr)
     print(f"report: {index}  (open it in a browser; it works offline)", file=sys.stderr)
     print(index.resolve().as_uri())
