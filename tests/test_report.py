@@ -16,7 +16,7 @@ import test_runner_fixtures as toy
 
 from benchmark.cli import main
 from benchmark.registry import DATASETS
-from benchmark.report.site import ReportOptions, paper_ref, wrong_order, wrongness, write_report
+from benchmark.report.site import ReportOptions, paper_ref, write_report, wrong_order, wrongness
 from benchmark.report.tables import paper_tables, render_run
 from benchmark.run.runner import run
 from benchmark.run.store import RunStore
@@ -159,7 +159,7 @@ def test_samples_csv_and_viewers_match_the_stored_scores(runs, kind):
     run_dir, index = runs[kind]
     store = RunStore(run_dir)
     table = pd.read_csv(index.parent / "samples.csv", dtype={"sample": str})
-    for key, result in store.iter_results():
+    for key, _result in store.iter_results():
         for cs in store.load_scores(key):
             mine = table[(table["job"] == key) & (table["category"] == cs.category)]
             assert len(mine) == len(cs)

@@ -258,7 +258,6 @@ def write_category(out: Path, folder: Path, job: Job, key: str, cs: CategoryScor
     """Writes one (job, test category) page and its files; returns its index entry and rows."""
     folder.mkdir(parents=True, exist_ok=True)
     up = "../" * len(folder.relative_to(out).parts)
-    title = f"{job.method_label} · {cs.category} · seed {job.seed}"
     entry = CategoryPage(key, job.title, job.method_label, job.seed, str(job.train_category),
                          cs.category, str((folder / "index.html").relative_to(out)), len(cs),
                          int((np.asarray(cs.labels) > 0).sum()))
@@ -286,9 +285,9 @@ def write_category(out: Path, folder: Path, job: Job, key: str, cs: CategoryScor
     for pos, i in enumerate(order):
         i = int(i)
         sid = str(cs.ids[i])
-        row = {"sample": sid, "label": int(cs.labels[i]), "defect": "", "score": float(cs.scores[i]),
-               "rank": int(rank[i]), "wrongness": float(wrong[i]), "points": "", "viewer": "",
-               "ply": "", "image": ""}
+        row = {"sample": sid, "label": int(cs.labels[i]), "defect": "",
+               "score": float(cs.scores[i]), "rank": int(rank[i]),
+               "wrongness": float(wrong[i]), "points": "", "viewer": "", "ply": "", "image": ""}
         want_view = opts.viewers == "all" or (opts.viewers == "gallery" and i in gallery)
         want_ply = opts.ply == "all" or (opts.ply == "gallery" and i in gallery)
         if want_view or want_ply or i in gallery:
