@@ -234,3 +234,24 @@ def test_paper_table_named_by_the_spec_or_given(tmp_path, monkeypatch):
         toy.unregister()
     text = (tmp_path / "rep" / "index.html").read_text()
     assert f"Paper comparison: {refs[0]}" in text and f"{refs[0]} (paper)" in text
+
+
+def test_damaged_scores_and_a_missing_dataset_do_not_stop_the_report(tmp_path, monkeypatch):
+    import benchmark.run.spec as spec_mod
+
+    toy.activate(monkeypatch)
+    try:
+        s = run(toy.toy_spec(categories=["alpha", "beta"]), out=tmp_path / "run",
+                show_progress=False)
+    finally:
+        toy.unregister()
+    monkeypatch.setattr(spec_mod, "_DATASETS", {})  # the dataset "toy" is gone now
+    store = RunStore(tmp_path / "run")
+    alpha, beta = (j.key for j in s.jobs)
+    store.scores_path(beta).write_bytes(b"not a zip file")
+    index = write_report(tmp_path / "run", tmp_path / "rep", ReportOptions(gallery=1))
+    text = index.read_text()
+    assert "damaged" in text and beta in text and "unreadable" in text
+    page = next((tmp_path / "rep").glob(f"*_{alpha[:8]}/alpha/index.html")).read_text()
+    assert "the dataset cannot be opened here" in page and "scores.npz" in page
+    assert len(list((tmp_path / "rep").rglob("view/*.html"))) == len(store.load_scores(alpha)[0])

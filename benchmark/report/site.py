@@ -227,7 +227,7 @@ def _sample_source(job: Job, cs: CategoryScores) -> tuple[Callable[[int], Any], 
             return sample
 
         return load, None
-    except BenchmarkError as err:
+    except (BenchmarkError, OSError) as err:
         reason = f"the dataset cannot be opened here ({err})"
     if cs.points is not None and cs.point_offsets is not None:
         def stored(i: int) -> Any:
@@ -291,7 +291,12 @@ def write_category(out: Path, folder: Path, job: Job, key: str, cs: CategoryScor
         want_view = opts.viewers == "all" or (opts.viewers == "gallery" and i in gallery)
         want_ply = opts.ply == "all" or (opts.ply == "gallery" and i in gallery)
         if want_view or want_ply or i in gallery:
-            sample = load(i)
+            try:
+                sample = load(i)
+            except (BenchmarkError, OSError) as err:
+                sample = None
+                if len(entry.notes) < 5:
+                    entry.notes.append(f"sample {sid}: {err}")
             if sample is not None:
                 row["defect"] = getattr(sample, "defect", "") or ""
                 row["points"] = len(sample.points)
@@ -497,10 +502,15 @@ def _error_lines(err: dict[str, Any], n: int = 8) -> str:
     return "\n".join(tb[-n:])
 
 
-def _failures_html(store: RunStore, keys: list[str], titles: dict[str, str]) -> str:
+def _failures_html(store: RunStore, keys: list[str], titles: dict[str, str],
+                   damaged: dict[str, str]) -> str:
     rows, blocks = [], []
     for key in keys:
         status = store.status(key)
+        if key in damaged:
+            rows.append({"job": key, "title": titles.get(key, ""), "status": "damaged",
+                         "error": damaged[key]})
+            continue
         if status == "ok":
             continue
         try:
@@ -598,23 +608,29 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     titles = {j["key"]: j.get("title", "") for j in manifest.get("jobs", [])}
     pages: list[CategoryPage] = []
     frames: list[pd.DataFrame] = []
+    damaged: dict[str, str] = {}
     for key in keys:
         if store.status(key) != "ok":
             continue
         job = Job.from_dict(store.load_result(key)["job"])
         import_plugins(job.plugins)
         base = out / f"{slug(job.method_label)}_seed{job.seed}_{key[:8]}"
-        for cs in store.load_scores(key):
+        try:
+            categories = store.load_scores(key)
+        except BenchmarkError as err:
+            damaged[key] = str(err)
+            continue
+        for cs in categories:
             say(f"report: {job.method_label} seed {job.seed} {cs.category}")
             entry, frame = write_category(out, base / slug(cs.category), job, key, cs, cfg,
                                           opts, metrics)
             pages.append(entry)
             frames.append(frame.drop(columns=["viewer", "ply", "image"]))
-        del cs
+        del categories
     if frames:
         pd.concat(frames, ignore_index=True).to_csv(out / "samples.csv", index=False)
 
-    n_ok = len(pages and {p.job for p in pages})
+    n_ok = len({p.job for p in pages})
     body = [f"<h1>Run report: {esc(run_dir.name)}</h1>",
             f'<p class="note">{len(keys)} job(s), {n_ok} with results; evaluation '
             f'{esc(evaluation or "-")}. Per-sample scores and labels: '
@@ -622,7 +638,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
             f'Regenerate with <code>python -m benchmark report --run {esc(run_dir)}</code>.</p>',
             "<h2>Metric tables</h2>", tables_html, paper_html,
             _categories_html(pages, metrics),
-            _failures_html(store, keys, titles),
+            _failures_html(store, keys, titles, damaged),
             _manifest_html(manifest, run_dir)]
     index = out / "index.html"
     index.write_text(page(f"report {run_dir.name}", "\n".join(body)))
