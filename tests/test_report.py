@@ -3,7 +3,6 @@ files inside the report, the viewers carry the (subsampled) clouds, the CSV the 
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from html.parser import HTMLParser
@@ -18,6 +17,7 @@ from benchmark.cli import main
 from benchmark.registry import DATASETS
 from benchmark.report.site import ReportOptions, paper_ref, write_report, wrong_order, wrongness
 from benchmark.report.tables import paper_tables, render_run
+from benchmark.report.viewer import decode, figure
 from benchmark.run.runner import run
 from benchmark.run.store import RunStore
 
@@ -172,10 +172,12 @@ def test_samples_csv_and_viewers_match_the_stored_scores(runs, kind):
     viewers = sorted(index.parent.rglob("view/*.html"))
     assert len(viewers) == len(table)
     text = viewers[0].read_text()
-    fig = json.loads(re.search(r"var fig=(\{.*?\});var el", text, re.S).group(1)
+    fig = json.loads(re.search(r"var fig=(\{.*?\});fig\.data", text, re.S).group(1)
                      .replace("<\\/", "</"))
-    x = np.frombuffer(base64.b64decode(fig["data"][0]["x"]["bdata"]), np.float32)
-    assert 0 < len(x) <= 400
+    x = decode(fig, 0, "x")
+    assert 0 < len(x) <= 400 and len(decode(fig, 2, "x")) == len(x)
+    gt = decode(fig, 2, "color")
+    assert len(gt) == len(x) and len(decode(fig, 1, "x")) == int(gt.sum())
     assert "Subsampled for display only" in text and "of " in text
     assert [t["name"] for t in fig["data"]] == ["anomaly score", "GT anomaly", "GT"]
     plys = sorted(index.parent.rglob("ply/*.ply"))
@@ -185,6 +187,24 @@ def test_samples_csv_and_viewers_match_the_stored_scores(runs, kind):
     assert gallery and all(p.name.endswith(suffix) for p in gallery)
     cat_page = next(index.parent.glob("*/*/index.html")).read_text()
     assert "roc.png" in cat_page and "hist.png" in cat_page
+
+
+def test_viewer_figure_keeps_the_cloud_and_scores_to_display_precision():
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(500, 3)) * [10.0, 2.0, 0.5] + 100.0
+    scores = rng.uniform(1.0, 3.0, 500)
+    gt = (pts[:, 0] > 105).astype(np.uint8)
+    fig = figure(pts, scores, gt, 1.0, 3.0, "t")
+    extent = (pts.max(0) - pts.min(0)).max()
+    for k, axis in enumerate("xyz"):
+        back = decode(fig, 0, axis) / 65535 * extent + pts[:, k].min()
+        np.testing.assert_allclose(back, pts[:, k], atol=extent / 65535)
+    np.testing.assert_allclose(decode(fig, 0, "color") / 65535 * 2.0 + 1.0, scores,
+                               atol=2.0 / 65535)
+    np.testing.assert_array_equal(decode(fig, 2, "color"), gt)
+    assert len(decode(fig, 1, "x")) == gt.sum()
+    ticks = fig["data"][0]["marker"]["colorbar"]["ticktext"]
+    assert ticks[0] == "1" and ticks[-1] == "3"
 
 
 def test_wrongness_orders_high_normals_and_low_anomalies_first():

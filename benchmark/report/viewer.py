@@ -2,8 +2,9 @@
 
 One small HTML page per test sample: the cloud as a plotly ``scatter3d`` coloured by anomaly score
 (colour map jet, the category's score range), rotatable and zoomable, with buttons that switch the
-ground truth on (anomalous points outlined) or show the ground truth alone. The coordinates travel
-as base64 float32 arrays (plotly's typed-array JSON form), so a page is about 16 bytes a point.
+ground truth on (anomalous points outlined) or show the ground truth alone. Coordinates and scores
+travel as base64 uint16 arrays (plotly's typed-array JSON form, quantized for display), so a page
+holds about 12 bytes a point.
 Clouds larger than ``max_points`` are subsampled uniformly at random (seed 0) for display only;
 the page says so. When the page has drawn, it sets ``data-viewer="ready"`` on ``<body>``.
 """
@@ -52,32 +53,50 @@ def display_subset(n: int, max_points: int, seed: int = 0) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
-def _typed(values: np.ndarray, dtype: str = "f4") -> dict[str, str]:
-    arr = np.ascontiguousarray(values, np.float32 if dtype == "f4" else np.uint8)
+def _typed(values: np.ndarray, dtype: str) -> dict[str, str]:
+    arr = np.ascontiguousarray(values, {"u1": np.uint8, "u2": np.uint16, "f4": np.float32}[dtype])
     return {"dtype": dtype, "bdata": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+Q = 65535  # coordinates and scores travel as uint16 (display precision: 1/65535 of the range)
+
+
+def _quantize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.asarray(values, np.float64) - lo) / span, 0.0, 1.0)
+    return np.rint(np.nan_to_num(t) * Q).astype(np.uint16)
 
 
 def figure(points: np.ndarray, scores: np.ndarray, gt: np.ndarray | None, vmin: float,
            vmax: float, title: str) -> dict[str, Any]:
-    """plotly figure (data + layout) of one displayed cloud."""
-    xyz = np.asarray(points, np.float32)
-    marker = {"size": 2, "color": _typed(scores), "colorscale": "Jet", "cmin": vmin,
-              "cmax": vmax, "colorbar": {"title": {"text": "anomaly score"}, "thickness": 14}}
+    """plotly figure (data + layout) of one displayed cloud. Coordinates are quantized on one
+    common scale (so the aspect ratio holds) and scores on the colour range; the colour bar is
+    labelled with the real scores. Traces 1-2 (GT) reuse trace 0's coordinates in the page."""
+    xyz = np.asarray(points, np.float64)
+    lo = xyz.min(0) if len(xyz) else np.zeros(3)
+    extent = float((xyz.max(0) - lo).max()) if len(xyz) else 1.0
+    q = [_quantize(xyz[:, k] - lo[k], 0.0, extent) for k in range(3)]
+    ticks = np.linspace(0, Q, 6)
+    labels = [f"{vmin + (vmax - vmin) * t / Q:.4g}" for t in ticks]
+    marker = {"size": 2, "color": _typed(_quantize(scores, vmin, vmax), "u2"),
+              "colorscale": "Jet", "cmin": 0, "cmax": Q,
+              "colorbar": {"title": {"text": "anomaly score"}, "thickness": 14,
+                           "tickvals": ticks.tolist(), "ticktext": labels}}
     traces = [{"type": "scatter3d", "mode": "markers", "name": "anomaly score",
-               "x": _typed(xyz[:, 0]), "y": _typed(xyz[:, 1]), "z": _typed(xyz[:, 2]),
+               "x": _typed(q[0], "u2"), "y": _typed(q[1], "u2"), "z": _typed(q[2], "u2"),
                "marker": marker, "hoverinfo": "skip"}]
     gt_visible = []
     if gt is not None:
         g = np.asarray(gt).reshape(-1) > 0
-        sel = xyz[g]
         traces.append({"type": "scatter3d", "mode": "markers", "name": "GT anomaly",
-                       "x": _typed(sel[:, 0]), "y": _typed(sel[:, 1]), "z": _typed(sel[:, 2]),
+                       "x": _typed(q[0][g], "u2"), "y": _typed(q[1][g], "u2"),
+                       "z": _typed(q[2][g], "u2"),
                        "marker": {"size": 3.5, "color": "rgba(0,0,0,0)",
                                   "line": {"color": "magenta", "width": 1}},
                        "visible": False, "hoverinfo": "skip"})
         traces.append({"type": "scatter3d", "mode": "markers", "name": "GT",
-                       "x": _typed(xyz[:, 0]), "y": _typed(xyz[:, 1]), "z": _typed(xyz[:, 2]),
-                       "marker": {"size": 2, "color": _typed(g.astype(np.float32)),
+                       "x": "trace0", "y": "trace0", "z": "trace0",
+                       "marker": {"size": 2, "color": _typed(g, "u1"),
                                   "colorscale": [[0, "#bbbbbb"], [1, "#d00000"]], "cmin": 0,
                                   "cmax": 1},
                        "visible": False, "hoverinfo": "skip"})
@@ -100,6 +119,16 @@ def figure(points: np.ndarray, scores: np.ndarray, gt: np.ndarray | None, vmin: 
     return {"data": traces, "layout": layout}
 
 
+def decode(fig: dict[str, Any], trace: int, key: str) -> np.ndarray:
+    """An array of the figure as the page decodes it (key x, y, z or color; tests, tools)."""
+    t = fig["data"][trace]
+    value = t["marker"]["color"] if key == "color" else t[key]
+    if value == "trace0":
+        value = fig["data"][0][key]
+    dtype = {"u1": np.uint8, "u2": np.uint16, "f4": np.float32}[value["dtype"]]
+    return np.frombuffer(base64.b64decode(value["bdata"]), dtype)
+
+
 def viewer_page(fig: dict[str, Any], title: str, info_html: str, plotly_src: str,
                 nav: list[tuple[str, str]]) -> str:
     # "</" must not appear inside the inline script
@@ -108,6 +137,8 @@ def viewer_page(fig: dict[str, Any], title: str, info_html: str, plotly_src: str
             '<div id="plot" style="width:100%;height:78vh;min-height:420px"></div>'
             f'<script src="{esc(plotly_src)}"></script>'
             "<script>(function(){var fig=" + data + ";"
+            "fig.data.forEach(function(t){['x','y','z'].forEach(function(k){"
+            "if(t[k]==='trace0'){t[k]=fig.data[0][k];}});});"
             "var el=document.getElementById('plot');"
             "Plotly.newPlot(el,fig.data,fig.layout,{responsive:true,displaylogo:false})"
             ".then(function(){document.body.setAttribute('data-viewer','ready');});})();"
@@ -134,4 +165,5 @@ def write_viewer(path: Path, points: np.ndarray, scores: np.ndarray, gt: np.ndar
     return {"shown": len(points), "total": n}
 
 
-__all__ = ["display_subset", "figure", "install_plotly_js", "plotly_js_source", "write_viewer"]
+__all__ = ["decode", "display_subset", "figure", "install_plotly_js", "plotly_js_source",
+           "write_viewer"]
