@@ -25,6 +25,7 @@ display only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -51,6 +52,8 @@ CHOICES = ("all", "gallery", "none")
 RENDER_POINTS = 200_000
 #: dense (pixel / point) scores drawn in a histogram, at most
 HIST_VALUES = 200_000
+#: height of one row (RGB or depth) of an organized gallery image, in pixels
+OVERLAY_ROW = 240
 
 
 @dataclass
@@ -337,9 +340,8 @@ def _sample_files(folder: Path, cs: CategoryScores, i: int, sample: Any, scores:
     if in_gallery:
         (folder / "gallery").mkdir(exist_ok=True)
         if sample.organized:
-            smap = export.native_map(cs, i, sample)
-            export.write_overlay_png(folder / "gallery" / f"{name}_overlay.png", sample, smap,
-                                     mvmin, mvmax)
+            write_gallery_overlay(folder / "gallery" / f"{name}_overlay.png", cs, i, sample,
+                                  mvmin, mvmax)
             out["image"] = f"gallery/{name}_overlay.png"
         else:
             keep = display_subset(len(sample.points), RENDER_POINTS)
@@ -372,6 +374,31 @@ def _sample_files(folder: Path, cs: CategoryScores, i: int, sample: Any, scores:
         shown_total[1] += shown["total"]
         out["viewer"] = view_names[i]
     return out
+
+
+def write_gallery_overlay(path: Path, cs: CategoryScores, i: int, sample: Any, vmin: float,
+                          vmax: float, row_height: int = OVERLAY_ROW) -> Path:
+    """export's overlay (image | map over the image | GT contour) over RGB and, below it when the
+    sample has RGB, over depth; each row scaled to `row_height` pixels (at most 4x enlarged)."""
+    from PIL import Image
+
+    smap = export.native_map(cs, i, sample)
+    export.write_overlay_png(path, sample, smap, vmin, vmax)
+    rows = [Image.open(path).convert("RGB")]
+    if getattr(sample, "rgb", None) is not None:
+        depth = path.with_name(path.stem + "_depth.png")
+        export.write_overlay_png(depth, dataclasses.replace(sample, rgb=None), smap, vmin, vmax)
+        rows.append(Image.open(depth).convert("RGB"))
+        depth.unlink()
+    scale = min(row_height / rows[0].height, 4.0)
+    size = (max(1, round(rows[0].width * scale)), max(1, round(rows[0].height * scale)))
+    resample = Image.NEAREST if scale > 1 else Image.LANCZOS
+    rows = [r.resize(size, resample) for r in rows]
+    sheet = Image.new("RGB", (size[0], size[1] * len(rows) + 4 * (len(rows) - 1)), (255,) * 3)
+    for k, r in enumerate(rows):
+        sheet.paste(r, (0, k * (size[1] + 4)))
+    sheet.save(path, optimize=True)
+    return path
 
 
 def _links(row: Any) -> str:
@@ -414,7 +441,8 @@ def _category_html(entry: CategoryPage, cs: CategoryScores, frame: pd.DataFrame,
                      f"{(' ' + esc(row.defect)) if row.defect else ''}<br>score "
                      f"{esc(_fmt(row.score))} · rank {row.rank}/{len(frame)} · wrongness "
                      f"{row.wrongness:.2f} · {_links(row)}</div></div>")
-    kind = ("image | anomaly map over the image (or depth) | GT contour in red" if cs.organized
+    kind = ("image | anomaly map over the image | GT contour in red; top row over RGB, bottom "
+            "row over depth (one row over depth when there is no RGB)" if cs.organized
             else "three views of the cloud rendered with the benchmark's renderer, heat colours")
     body.append(f"<h2>Gallery: the most wrong samples first</h2><p class=\"note\">{esc(kind)}. "
                 "Wrongness: a normal sample's fraction of anomalous samples it outscores, an "
