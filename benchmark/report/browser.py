@@ -157,15 +157,24 @@ def montage(pngs: list[Path], out: str | Path, width: int = 1500) -> Path:
 
 
 def report_pages(index: str | Path) -> list[Path]:
-    """The index, its first category page and that page's first (most wrong) 3D viewer."""
+    """The index, its first category page and a 3D viewer of that page: the highest-scored
+    anomalous sample's, else the first one linked."""
+    import pandas as pd
+
+    from benchmark.report.site import slug
+
     index = Path(index)
     pages = [index]
     cats = sorted(index.parent.glob("*/*/index.html"))
     if cats:
         pages.append(cats[0])
-        m = re.search(r'href="(view/[^"]+\.html)"', cats[0].read_text())
-        if m:
-            pages.append(cats[0].parent / m.group(1))
+        views = sorted((cats[0].parent / "view").glob("*.html"))
+        table = pd.read_csv(cats[0].parent / "samples.csv", dtype={"sample": str})
+        anomalous = table[table["label"] > 0].sort_values("score", ascending=False)
+        best = [cats[0].parent / "view" / f"{slug(s)}.html" for s in anomalous["sample"]]
+        best = [p for p in best if p.is_file()]
+        if best or views:
+            pages.append(best[0] if best else views[0])
     return pages
 
 
