@@ -397,7 +397,7 @@ def write_gallery_overlay(path: Path, cs: CategoryScores, i: int, sample: Any, v
     sheet = Image.new("RGB", (size[0], size[1] * len(rows) + 4 * (len(rows) - 1)), (255,) * 3)
     for k, r in enumerate(rows):
         sheet.paste(r, (0, k * (size[1] + 4)))
-    sheet.save(path, optimize=True)
+    sheet.save(path)
     return path
 
 
