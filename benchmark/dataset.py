@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,22 +74,81 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
+#: files whose mtime is this recent are re-hashed next time (an edit within the same clock tick
+#: could otherwise keep size and mtime; the "racy git" problem)
+_RACY_NS = 2_000_000_000
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hash_cache_path(root: Path) -> Path:
+    from benchmark.cache import cache_root
+
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
+    return cache_root() / "fingerprints" / f"{name}.json"
+
+
 def fingerprint_tree(root: Path, patterns: Sequence[str] = ("**/*",)) -> str:
-    """A cheap hash of the relative paths and sizes of the files under `root` (no file reads)."""
-    h = hashlib.sha256()
+    """A hash of the relative paths and contents of the files under `root` (hidden files and
+    folders excluded).
+
+    Content hashes are cached in ``<cache>/fingerprints/`` keyed by path, size, mtime and ctime,
+    so a rerun reads only files that changed since (an in-place edit that keeps the size still
+    changes mtime/ctime and is re-hashed)."""
+    import json
+
+    from benchmark.cache import atomic_write_text
+
     root = Path(root)
+    cache_path = _hash_cache_path(root)
+    try:
+        cached = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict):
+        cached = {}
+    fresh: dict[str, list] = {}
+    changed = False
+    now = time.time_ns()
     entries = []
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
+            if name.startswith("."):
+                continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
-            if any(part.startswith(".") for part in rel.split("/")):
-                continue
             try:
-                size = full.stat().st_size
+                st = full.stat()
             except OSError:
                 continue
-            entries.append(f"{rel}\t{size}")
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            hit = cached.get(rel)
+            if isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp:
+                digest = hit[3]
+            else:
+                try:
+                    digest = _file_digest(full)
+                except OSError:
+                    continue
+                changed = True
+            if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+                fresh[rel] = [*stamp, digest]
+            else:
+                changed = True
+            entries.append(f"{rel}\t{st.st_size}\t{digest}")
+    if changed or set(fresh) != set(cached):
+        try:
+            atomic_write_text(cache_path, json.dumps(fresh, separators=(",", ":")))
+        except OSError:  # a read-only cache only costs speed
+            pass
+    h = hashlib.sha256()
     for line in sorted(entries):
         h.update(line.encode())
         h.update(b"\n")

@@ -153,7 +153,15 @@ class Registry:
         self.discover()
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise ConfigError(f"unknown {self.kind[:-1]} '{name}'; known {self.kind}: {known}")
+            if name in self.discovery_errors:
+                raise ConfigError(
+                    f"{self.kind[:-1]} '{name}' comes from a plugin (entry point '{name}' of group "
+                    f"{ENTRY_POINT_GROUPS[self.kind]}) that failed to import: "
+                    f"{self.discovery_errors[name]}")
+            broken = "".join(f"; plugin entry point '{ep}' failed to import ({err}), it may "
+                             f"provide it" for ep, err in sorted(self.discovery_errors.items()))
+            raise ConfigError(
+                f"unknown {self.kind[:-1]} '{name}'; known {self.kind}: {known}{broken}")
         return self._entries[name]
 
     def create(self, name: str, **kwargs: Any) -> Any:

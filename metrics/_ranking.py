@@ -39,7 +39,11 @@ class Ranked:
         """``neg_buffer`` is consumed (it holds the sorted keys afterwards, no copy);
         ``region_ids`` (one int per positive, any non-negative labels) become the weights
         1/(K |C|) over the non-empty regions."""
-        normals = SortedScores(neg_buffer)
+        return cls.from_sorted(SortedScores.from_buffer(neg_buffer), pos, region_ids)
+
+    @classmethod
+    def from_sorted(cls, normals: SortedScores, pos: np.ndarray, region_ids: np.ndarray | None):
+        """As :meth:`from_parts`, with the normal scores already sorted."""
         if region_ids is None:
             return cls(normals, pos)
         sizes = np.bincount(region_ids) if region_ids.size else np.zeros(0, np.int64)
@@ -66,20 +70,28 @@ class Ranked:
         return int(self.pos.size)
 
     @cached_property
+    def _above(self) -> tuple[np.ndarray, np.ndarray]:
+        """(#normals > s, #normals >= s) for each positive s, int64, in one request."""
+        return self.normals.count_above_both(self.pos)
+
+    @property
     def n_gt(self) -> np.ndarray:
         """#normals strictly above each positive (int64)."""
-        return self.normals.count_above(self.pos, strict=True)
+        return self._above[0]
 
-    @cached_property
+    @property
     def n_ge(self) -> np.ndarray:
         """#normals at or above each positive (int64)."""
-        return self.normals.count_above(self.pos, strict=False)
+        return self._above[1]
 
     @cached_property
-    def _groups(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct positive scores in descending order and their multiplicities."""
-        values, counts = np.unique(self.pos, return_counts=True)
-        return values[::-1], counts[::-1].astype(np.int64)
+    def _groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct positive scores in descending order, their multiplicities and the number of
+        normals above (strict) and at or above each (read off the per-positive counts)."""
+        values, first, counts = np.unique(self.pos, return_index=True, return_counts=True)
+        rev = slice(None, None, -1)
+        return (values[rev], counts[rev].astype(np.int64), self.n_gt[first][rev],
+                self.n_ge[first][rev])
 
     def _two_classes(self, metric: str) -> bool:
         if self.n == 0 or self.n_pos == 0:
@@ -100,9 +112,8 @@ class Ranked:
         (= average_precision_score)."""
         if not self._two_classes(metric):
             return float("nan")
-        values, counts = self._groups
+        _, counts, _, fp = self._groups
         tp = np.cumsum(counts)
-        fp = self.normals.count_above(values, strict=False)
         precision = tp / (tp + fp)
         return float(np.sum(counts * precision) / self.n_pos)
 
@@ -114,11 +125,11 @@ class Ranked:
         or sklearn's appended (R=0, P=1) point when nothing lies above v_1)."""
         if not self._two_classes(metric):
             return float("nan")
-        values, counts = self._groups
+        _, counts, above, at_or_above = self._groups
         tp = np.cumsum(counts)
-        precision = tp / (tp + self.normals.count_above(values, strict=False))
+        precision = tp / (tp + at_or_above)
         tp_prev = tp - counts
-        den = tp_prev + self.normals.count_above(values, strict=True)
+        den = tp_prev + above
         prev = np.divide(tp_prev, den, out=np.ones(den.shape, np.float64), where=den > 0)
         return float(np.sum(counts * (prev + precision)) / (2.0 * self.n_pos))
 

@@ -146,7 +146,8 @@ def test_tables_and_compare_commands(tmp_path, capsys, monkeypatch):
     assert main(["compare", "--run", str(run), "--paper", "toypaper:table1",
                  "--format", "csv"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "method,metric,column,paper,ours,ours_std,seeds,diff"
+    assert out.splitlines()[0] == ("method,metric,column,paper,ours,ours_std,seeds,categories,"
+                                   "diff")
     assert main(["tables", "--paper", "toypaper:table9"]) == 2
     assert "table1" in capsys.readouterr().err
 

@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", action="append", metavar="[DATASET=]PATH",
                         help="dataset root(s) for --regenerate (the specs leave them null)")
     parser.add_argument("--out", help="run folder for --regenerate")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="compare our partial means (n/N categories) with the paper's too")
     add_execution_options(parser)
 
 
@@ -105,6 +107,6 @@ def execute(args: argparse.Namespace) -> int:
     print(render_frame(ours, args.format, f"{paper.ref} (ours, paper layout) {caption}".strip()))
     if args.format == "md":
         print(render_frame(paper.frame, "md", f"{paper.ref} (paper)"))
-        print(compare_text(run_dir, paper, "md", evaluation))
+        print(compare_text(run_dir, paper, "md", evaluation, allow_partial=args.allow_partial))
     print(f"run folder: {run_dir}", file=sys.stderr)
     return code

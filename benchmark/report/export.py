@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError
 from benchmark.run.spec import EvalConfig, Job, import_plugins, open_dataset
-from benchmark.run.store import CategoryScores, RunStore
+from benchmark.run.store import CategoryScores, RunStore, StoreError, warn
 
 CMAP = "jet"
 
@@ -222,9 +222,10 @@ def _sample_at(seq: Any, i: int, sample_id: str) -> Any:
 def export_run(run_dir: str | Path, out_dir: str | Path, *, job: str | None = None,
                category: str | None = None, limit: int | None = 4, ply: bool = True,
                png: bool = True, curves: bool = True, render_size: int = 384) -> list[Path]:
-    """Writes the visual outputs of the run's successful jobs (or one job); returns the files."""
+    """Writes the visual outputs of the run's successful jobs (or one job); returns the files.
+    A damaged job is skipped with a warning naming it."""
     store = RunStore(run_dir).require()
-    keys = [k for k, r in store.iter_results() if r.get("status") == "ok"]
+    keys = [k for k, v in store.current(warn) if v.done]
     if job is not None:
         matches = [k for k in keys if k.startswith(job)]
         if not matches:
@@ -234,9 +235,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, job: str | None = No
     cfg = EvalConfig.from_dict((manifest.get("config") or {}).get("evaluation"))
     written: list[Path] = []
     for key in keys:
-        j = Job.from_dict(store.load_result(key)["job"])
+        try:
+            j = Job.from_dict(store.load_result(key)["job"])
+            scores = store.load_scores(key)
+        except StoreError as err:  # damaged since it was verified: skip it, not the run
+            warn(f"job {key} skipped: {err}")
+            continue
         import_plugins(j.plugins)
-        for cs in store.load_scores(key):
+        for cs in scores:
             if category is not None and cs.category != category:
                 continue
             folder = Path(out_dir) / f"{_safe(j.method_label)}_{key[:8]}" / _safe(cs.category)

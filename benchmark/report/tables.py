@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmark.cache import atomic_write_text
 from benchmark.errors import ConfigError
 from benchmark.run.spec import EvalConfig
 from benchmark.run.store import RunStore
@@ -39,6 +40,11 @@ PRETTY = {"image_auroc": "I-AUROC", "image_ap": "AP", "pixel_auroc": "P-AUROC", 
           "pixel_aupr": "P-AUPR", "point_auroc": "P-AUROC (point)", "point_aupr": "AUPR (point)",
           "point_aupro": "AUPRO (point, framework-defined)"}
 FLAG = "\u2020"  # marks methods that use test statistics
+#: the metric of the rows metrics.csv holds for a failed job (value nan, the error in `note`)
+FAILED_METRIC = "*"
+PARTIAL = re.compile(r"\((\d+)/(\d+)\)")
+PARTIAL_NOTE = ("(n/N): a mean over n of the dataset's N categories (the others failed, are NaN "
+                "or were not run)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,12 +52,39 @@ FLAG = "\u2020"  # marks methods that use test statistics
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The metrics of every current job of a run folder, whatever command wrote them.
+
+    metrics.csv is rebuilt from the jobs' result.json first (under the folder lock) when it is
+    missing or out of date; a damaged job is left out with a warning naming it. A folder without
+    job results shows its metrics.csv as it is."""
+    import io
+
+    from benchmark.run.runner import metrics_csv_text
+    from benchmark.run.store import StoreError, warn
+
     store = RunStore(run_dir).require()
-    if not store.metrics_path.is_file():
-        raise ConfigError(f"{store.metrics_path} does not exist (run or evaluate first)")
-    df = pd.read_csv(store.metrics_path, dtype={"train_category": str, "test_category": str,
-                                                "method": str, "seed": int})
+    try:
+        old = store.metrics_path.read_text() if store.metrics_path.is_file() else None
+    except OSError:
+        old = None
+    if store.all_keys() or old is None:
+        text, _ = metrics_csv_text(store, warn)
+    else:  # a folder holding only metrics.csv (imported, hand-made): shown as it is
+        text = old
+    if old != text:
+        try:
+            with store.lock(timeout=60):
+                atomic_write_text(store.metrics_path, text)
+        except (OSError, StoreError):  # a read-only folder: the tables still show
+            pass
+    df = pd.read_csv(io.StringIO(text), dtype={"train_category": str, "test_category": str,
+                                               "method": str, "seed": int, "note": str},
+                     keep_default_na=False)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df["note"] = df["note"].fillna("") if "note" in df else ""
+    if "n_categories" not in df:
+        df["n_categories"] = 0
+    df["n_categories"] = pd.to_numeric(df["n_categories"], errors="coerce").fillna(0).astype(int)
     return df
 
 
@@ -62,7 +95,7 @@ def default_evaluation(run_dir: str | Path, df: pd.DataFrame) -> str:
         wanted = EvalConfig.from_dict(cfg).id if cfg else None
     except Exception:  # noqa: BLE001 - an old manifest must not stop the table
         wanted = None
-    present = df["evaluation"].value_counts()
+    present = df.loc[df["metric"] != FAILED_METRIC, "evaluation"].value_counts()
     if wanted in present.index:
         return wanted
     if present.empty:
@@ -73,22 +106,29 @@ def default_evaluation(run_dir: str | Path, df: pd.DataFrame) -> str:
 def select(df: pd.DataFrame, evaluation: str | None) -> pd.DataFrame:
     if evaluation is None:
         return df
-    out = df[df["evaluation"] == evaluation]
-    if out.empty:
+    failed = df["metric"] == FAILED_METRIC
+    out = df[(df["evaluation"] == evaluation) | failed]
+    if not (out["metric"] != FAILED_METRIC).any() and (~failed).any():
         raise ConfigError(f"no metrics evaluated with '{evaluation}'; present: "
-                          f"{sorted(df['evaluation'].unique())} (run `benchmark evaluate`)")
+                          f"{sorted(df.loc[~failed, 'evaluation'].unique())} "
+                          f"(run `benchmark evaluate`)")
     return out
+
+
+def with_axis(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with a ``category`` column: the protocol's category axis (the training class for
+    zero_shot_pairs, the test category otherwise)."""
+    pairs = df["protocol"] == "zero_shot_pairs"
+    return df.assign(category=np.where(pairs, df["train_category"], df["test_category"]))
 
 
 def per_category(df: pd.DataFrame) -> pd.DataFrame:
     """(method, metric, seed, category) -> value, following the protocol's category axis."""
-    parts = []
-    for protocol, sub in df.groupby("protocol", sort=False):
-        axis = "train_category" if protocol == "zero_shot_pairs" else "test_category"
-        g = sub.groupby(["method", "metric", "seed", axis], sort=False)["value"].mean()
-        parts.append(g.reset_index().rename(columns={axis: "category"}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["method", "metric", "seed", "category", "value"])
+    d = with_axis(df)
+    if d.empty:
+        return pd.DataFrame(columns=["method", "metric", "seed", "category", "value"])
+    g = d.groupby(["method", "metric", "seed", "category"], sort=False)["value"].mean()
+    return g.reset_index()
 
 
 def per_seed_mean(df: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +136,16 @@ def per_seed_mean(df: pd.DataFrame) -> pd.DataFrame:
     trial = df.groupby(["method", "metric", "seed", "train_category", "job"], sort=False)[
         "value"].mean().reset_index()
     return trial.groupby(["method", "metric", "seed"], sort=False)["value"].mean().reset_index()
+
+
+def coverage(rows: pd.DataFrame, axis: str = "category", expected: int | None = None
+             ) -> tuple[int, int]:
+    """(n, N) of a mean: n categories on `axis` with a finite value (any seed), N what the
+    protocol covers when it runs on every category (at least the categories present)."""
+    d = with_axis(rows) if axis == "category" and "category" not in rows else rows
+    n = int(d.loc[np.isfinite(d["value"].to_numpy(np.float64)), axis].nunique())
+    total = int(d["n_categories"].max()) if expected is None and len(d) else int(expected or 0)
+    return n, max(total, int(d[axis].nunique()))
 
 
 def _cell(values: np.ndarray, scale: float, decimals: int) -> str:
@@ -114,16 +164,25 @@ def _cell(values: np.ndarray, scale: float, decimals: int) -> str:
 
 @dataclass
 class Summary:
-    """Numbers of one run: per-category and Mean values per (method, metric, seed)."""
+    """Numbers of one run: per-category and Mean values per (method, metric, seed), why cells
+    are NaN, and the failed (method, category) pairs."""
 
     categories: pd.DataFrame
     means: pd.DataFrame
     flagged: set[str]
+    rows: pd.DataFrame
+    failed: pd.DataFrame
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> Summary:
+        if "note" not in df:
+            df = df.assign(note="")
+        if "n_categories" not in df:
+            df = df.assign(n_categories=0)
+        failed = with_axis(df[df["metric"] == FAILED_METRIC])
+        data = df[df["metric"] != FAILED_METRIC]
         flagged = set(df.loc[df["uses_test_statistics"].astype(int) == 1, "method"])
-        return cls(per_category(df), per_seed_mean(df), flagged)
+        return cls(per_category(data), per_seed_mean(data), flagged, with_axis(data), failed)
 
     def values(self, method: str, metric: str, category: str | None) -> np.ndarray:
         if category is None:
@@ -134,8 +193,26 @@ class Summary:
             sel = (d["method"] == method) & (d["metric"] == metric) & (d["category"] == category)
         return d.loc[sel].sort_values("seed")["value"].to_numpy()
 
+    def why_nan(self, method: str, metric: str, category: str) -> str:
+        """Why a category cell has no finite value: the metric's notes, or the failed job."""
+        d = self.rows
+        sel = (d["method"] == method) & (d["metric"] == metric) & (d["category"] == category)
+        notes = sorted({str(n) for n in d.loc[sel, "note"] if str(n)})
+        f = self.failed
+        fsel = (f["method"] == method) & (f["category"] == category)
+        notes += sorted({str(n) for n in f.loc[fsel, "note"] if str(n)})
+        return "; ".join(dict.fromkeys(notes))
+
+    def coverage(self, method: str, metric: str) -> tuple[int, int]:
+        d = self.rows[(self.rows["method"] == method) & (self.rows["metric"] == metric)]
+        f = self.failed[self.failed["method"] == method]
+        both = pd.concat([d, f], ignore_index=True) if len(f) else d
+        if both.empty:
+            return 0, 0
+        return coverage(both)
+
     def methods(self) -> list[str]:
-        return list(dict.fromkeys(self.means["method"]))
+        return list(dict.fromkeys([*self.means["method"], *self.failed["method"]]))
 
     def metrics(self) -> list[str]:
         present = list(dict.fromkeys(self.means["metric"]))
@@ -144,12 +221,25 @@ class Summary:
 
     def category_names(self, metric: str) -> list[str]:
         d = self.categories
-        return list(dict.fromkeys(d.loc[d["metric"] == metric, "category"]))
+        return list(dict.fromkeys([*d.loc[d["metric"] == metric, "category"],
+                                   *self.failed["category"]]))
+
+
+def _mean_cell(summary: Summary, method: str, metric: str, scale: float, decimals: int) -> str:
+    cell = _cell(summary.values(method, metric, None), scale, decimals)
+    n, total = summary.coverage(method, metric)
+    if cell in ("", "nan") and n == 0:
+        return "nan (no category)" if total else cell
+    if n < total:
+        cell += f" ({n}/{total})"
+    return cell
 
 
 def run_tables(df: pd.DataFrame, scale: float = 100.0, decimals: int = 1,
                metrics: list[str] | None = None) -> dict[str, pd.DataFrame]:
-    """One table per metric: rows = methods, columns = categories + Mean (strings)."""
+    """One table per metric: rows = methods, columns = categories + Mean (strings). A NaN cell
+    says why (``nan (no anomalous sample)``, ``failed (failed job: ...)``); a Mean over fewer
+    categories than the protocol has is marked ``(n/N)``."""
     summary = Summary.of(df)
     out = {}
     for metric in metrics or summary.metrics():
@@ -160,8 +250,15 @@ def run_tables(df: pd.DataFrame, scale: float = 100.0, decimals: int = 1,
         for method in summary.methods():
             row = {"method": method + (FLAG if method in summary.flagged else "")}
             for c in cats:
-                row[c] = _cell(summary.values(method, metric, c), scale, decimals)
-            row["Mean"] = _cell(summary.values(method, metric, None), scale, decimals)
+                cell = _cell(summary.values(method, metric, c), scale, decimals)
+                if cell in ("", "nan"):
+                    why = summary.why_nan(method, metric, c)
+                    if why.startswith("failed"):
+                        cell = f"failed ({why.removeprefix('failed job: ')})"
+                    elif why:
+                        cell = f"nan ({why})"
+                row[c] = cell
+            row["Mean"] = _mean_cell(summary, method, metric, scale, decimals)
             rows.append(row)
         out[metric] = pd.DataFrame(rows, columns=["method", *cats, "Mean"])
     return out
@@ -208,7 +305,7 @@ def render_run(run_dir: str | Path, fmt: str = "md", evaluation: str | None = No
     """All metric tables of a run, one per (dataset, protocol, metric): per-category columns +
     Mean, mean +- std over seeds."""
     df = load_metrics(run_dir)
-    if df.empty:
+    if not (df["metric"] != FAILED_METRIC).any():
         return "(no successful jobs: no metrics)\n"
     evaluation = evaluation or default_evaluation(run_dir, df)
     df = select(df, evaluation)
@@ -224,7 +321,11 @@ def render_run(run_dir: str | Path, fmt: str = "md", evaluation: str | None = No
             parts.append(render_frame(table, fmt, title))
     if fmt == "csv":
         return pd.concat(frames).to_csv(index=False, lineterminator="\n")
+    if not parts:
+        return "(no successful jobs: no metrics)\n"
     note = f"evaluation: {evaluation}\n"
+    if any(PARTIAL.search(str(v)) for f in frames for v in f["Mean"]):
+        note += PARTIAL_NOTE + "\n"
     if flagged:
         note += f"{FLAG} the method uses test-set statistics (as its official code does)\n"
     return "\n".join(parts) + ("\n" + note if fmt == "md" else "")
@@ -314,6 +415,15 @@ class PaperTable:
         return CellQuery(label, metrics, colmap.get("dataset") or self.meta.get("dataset"),
                          train_cat, category, axis)
 
+    def mean_categories(self) -> list[str] | None:
+        """Our names of the categories the paper's mean column averages (its category columns),
+        or None when the table has per-dataset means (then the dataset's categories count)."""
+        if self.meta.get("column_map"):
+            return None
+        cmap = self.meta.get("category_map") or {}
+        cats = [str(cmap[c]) for c in self.value_columns() if c in cmap]
+        return list(dict.fromkeys(cats)) or None
+
     def evaluation(self) -> EvalConfig | None:
         if self.spec_path is None:
             return None
@@ -321,8 +431,8 @@ class PaperTable:
         return EvalConfig.from_dict(data.get("evaluation"))
 
 
-def query_values(df: pd.DataFrame, q: CellQuery) -> np.ndarray:
-    """Our per-seed values of one paper cell (empty when the run has none)."""
+def _query_rows(df: pd.DataFrame, q: CellQuery) -> pd.DataFrame | None:
+    """Our rows of one paper cell, of the first of its metrics the run has (None: none)."""
     if q.method in set(df["method"]):
         d = df[df["method"] == q.method]
     else:
@@ -334,8 +444,14 @@ def query_values(df: pd.DataFrame, q: CellQuery) -> np.ndarray:
     for metric in q.metrics:
         m = d[d["metric"] == metric]
         if not m.empty:
-            break
-    else:
+            return m
+    return None
+
+
+def query_values(df: pd.DataFrame, q: CellQuery) -> np.ndarray:
+    """Our per-seed values of one paper cell (empty when the run has none)."""
+    m = _query_rows(df, q)
+    if m is None:
         return np.array([])
     if q.category is None:
         return per_seed_mean(m).sort_values("seed")["value"].to_numpy()
@@ -344,6 +460,30 @@ def query_values(df: pd.DataFrame, q: CellQuery) -> np.ndarray:
     if m.empty:
         return np.array([])
     return m.groupby("seed")["value"].mean().sort_index().to_numpy()
+
+
+def query_coverage(df: pd.DataFrame, q: CellQuery, expected: list[str] | None = None
+                   ) -> tuple[int, int]:
+    """(n, N) of a paper mean cell: how many of the N categories it averages (`expected`, else
+    the protocol's categories) we have finite values for. One trial (a paper row per training
+    category) of zero_shot / zero_shot_pairs / a same-dataset cross_dataset does not test its
+    own category."""
+    m = _query_rows(df, q)
+    if m is None or q.category is not None:
+        return 0, 0
+    own = q.train_category is not None and bool((
+        m["protocol"].isin(["zero_shot", "zero_shot_pairs"])
+        | ((m["protocol"] == "cross_dataset") & (m["train_dataset"] == m["dataset"]))).any())
+    axis = "test_category" if q.train_category is not None else "category"
+    d = with_axis(m)
+    if expected is not None:
+        wanted = [c for c in expected if not (own and c == q.train_category)]
+        finite = d.loc[np.isfinite(d["value"].to_numpy(np.float64)), axis]
+        return int(finite[finite.isin(wanted)].nunique()), len(wanted)
+    if q.train_category is None:
+        return coverage(d)
+    total = int(d["n_categories"].max()) if len(d) else 0
+    return coverage(d, axis=axis, expected=total - 1 if own and total else total)
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
@@ -380,7 +520,8 @@ def parse_printed(text: Any) -> tuple[float | None, int]:
 
 
 def _paper_cells(paper: PaperTable, df: pd.DataFrame) -> list[dict[str, Any]]:
-    """One record per (paper row, value column): the paper's value and our per-seed values."""
+    """One record per (paper row, value column): the paper's value, our per-seed values and,
+    for mean cells, the coverage (n, N) of our mean."""
     records = []
     for idx, row in paper.frame.iterrows():
         for column in paper.value_columns():
@@ -388,10 +529,16 @@ def _paper_cells(paper: PaperTable, df: pd.DataFrame) -> list[dict[str, Any]]:
             pval, decimals = parse_printed(printed)
             q = paper.query(row, column)
             ours = query_values(df, q) if q is not None else np.array([])
+            cov = query_coverage(df, q, paper.mean_categories()) if q is not None else (0, 0)
             records.append({"index": idx, **{k: row[k] for k in paper.row_keys},
                             "column": column, "printed": printed, "paper": pval,
-                            "decimals": decimals, "ours": ours})
+                            "decimals": decimals, "ours": ours, "coverage": cov})
     return records
+
+
+def _partial(rec: dict[str, Any]) -> bool:
+    n, total = rec["coverage"]
+    return n < total
 
 
 def paper_evaluation(paper: PaperTable, run_dir: str | Path, df: pd.DataFrame) -> str:
@@ -410,7 +557,8 @@ def _run_frame(run_dir: str | Path, paper: PaperTable, evaluation: str | None) -
 
 def ours_in_paper_layout(run_dir: str | Path, paper: PaperTable, evaluation: str | None = None
                          ) -> pd.DataFrame:
-    """The paper's table with our numbers in its value cells ("" where we have none)."""
+    """The paper's table with our numbers in its value cells ("" where we have none; a partial
+    mean marked ``(n/N)``)."""
     df = _run_frame(run_dir, paper, evaluation)
     out = paper.frame.copy()
     for col in paper.value_columns():
@@ -420,46 +568,80 @@ def ours_in_paper_layout(run_dir: str | Path, paper: PaperTable, evaluation: str
     for rec in _paper_cells(paper, df):
         if len(rec["ours"]):
             d = rec["decimals"] if rec["paper"] is not None else (3 if paper.scale == 1 else 1)
-            out.at[rec["index"], rec["column"]] = _cell(rec["ours"], paper.scale, d)
+            cell = _cell(rec["ours"], paper.scale, d)
+            if _partial(rec):
+                cell += " ({}/{})".format(*rec["coverage"])
+            out.at[rec["index"], rec["column"]] = cell
     return out
 
 
-def compare(run_dir: str | Path, paper: PaperTable, evaluation: str | None = None
-            ) -> pd.DataFrame:
+def compare(run_dir: str | Path, paper: PaperTable, evaluation: str | None = None,
+            allow_partial: bool = False) -> pd.DataFrame:
     """Long table: row keys, column, paper value, ours (mean over seeds, paper scale), ours' std,
-    number of seeds and the difference ours - paper; only cells where both exist."""
+    number of seeds, coverage of our mean (n/N categories) and the difference ours - paper; only
+    cells where both exist. A mean of ours over fewer categories than the paper's average is
+    left out (listed in ``attrs["refused"]``) unless `allow_partial`."""
     df = _run_frame(run_dir, paper, evaluation)
-    rows = []
+    rows, refused = [], []
     for rec in [] if df.empty else _paper_cells(paper, df):
         ours = rec["ours"][np.isfinite(rec["ours"])] if len(rec["ours"]) else rec["ours"]
         if rec["paper"] is None or len(ours) == 0:
             continue
+        keys = {k: rec[k] for k in paper.row_keys}
+        n, total = rec["coverage"]
+        if _partial(rec) and not allow_partial:
+            refused.append({**keys, "column": rec["column"], "coverage": f"{n}/{total}"})
+            continue
         mean = float(ours.mean()) * paper.scale
         std = float(ours.std(ddof=1)) * paper.scale if len(ours) > 1 else 0.0
         d = rec["decimals"]
-        rows.append({**{k: rec[k] for k in paper.row_keys}, "column": rec["column"],
+        rows.append({**keys, "column": rec["column"],
                      "paper": f"{rec['paper']:.{d}f}", "ours": f"{mean:.{d}f}",
                      "ours_std": f"{std:.{d}f}", "seeds": len(ours),
+                     "categories": f"{n}/{total}" if total else "",
                      "diff": f"{mean - rec['paper']:+.{d}f}"})
-    cols = [*paper.row_keys, "column", "paper", "ours", "ours_std", "seeds", "diff"]
-    return pd.DataFrame(rows, columns=cols)
+    cols = [*paper.row_keys, "column", "paper", "ours", "ours_std", "seeds", "categories", "diff"]
+    table = pd.DataFrame(rows, columns=cols)
+    table.attrs["refused"] = refused
+    return table
 
 
-def compare_text(run_dir: str | Path, paper: PaperTable, fmt: str = "md",
-                 evaluation: str | None = None) -> str:
-    table = compare(run_dir, paper, evaluation)
+def compare_report(run_dir: str | Path, paper: PaperTable, fmt: str = "md",
+                   evaluation: str | None = None, allow_partial: bool = False
+                   ) -> tuple[str, int]:
+    """The comparison as text, and the number of cells compared."""
+    table = compare(run_dir, paper, evaluation, allow_partial)
+    refused = table.attrs.get("refused") or []
     caption = " ".join(str(paper.meta.get("caption", "")).split())
     title = f"{paper.ref}: ours vs paper" + (f" ({caption})" if caption else "")
+    note = ""
+    if refused:
+        shown = ", ".join(f"{' '.join(str(r[k]) for k in paper.row_keys)} / {r['column']} "
+                          f"({r['coverage']})" for r in refused[:8])
+        note = (f"{len(refused)} mean cell(s) not compared: our mean covers fewer categories "
+                f"than the paper's average (n/N): {shown}"
+                + (" ..." if len(refused) > 8 else "")
+                + "; --allow-partial compares them anyway\n")
     if table.empty:
         mapped = sorted({v for v in (paper.meta.get("method_map") or {}).values() if v})
         return (f"{title}\nno cell in common: the paper rows map to presets {mapped}; check that "
-                f"the run used them, on the same dataset and categories\n")
+                f"the run used them, on the same dataset and categories\n" + note), 0
     text = render_frame(table, fmt, title)
     if fmt == "md":
         diffs = np.array([float(v) for v in table["diff"]])
         text += (f"\n{len(table)} cells compared; mean |diff| {np.abs(diffs).mean():.3g}, "
                  f"max |diff| {np.abs(diffs).max():.3g} (paper scale)\n")
-    return text
+        if any(PARTIAL.search(f"({c})") and c.split("/")[0] != c.split("/")[1]
+               for c in table["categories"] if c):
+            text += "categories n/N < 1: compared with --allow-partial\n"
+    if note:
+        text += note
+    return text, len(table)
+
+
+def compare_text(run_dir: str | Path, paper: PaperTable, fmt: str = "md",
+                 evaluation: str | None = None, allow_partial: bool = False) -> str:
+    return compare_report(run_dir, paper, fmt, evaluation, allow_partial)[0]
 
 
 def paper_tables(root: str | Path | None = None) -> list[str]:
@@ -480,5 +662,5 @@ def summary_json(run_dir: str | Path) -> str:
     return json.dumps(out, indent=1)
 
 
-__all__ = ["compare", "compare_text", "load_metrics", "load_paper_table", "ours_in_paper_layout",
-           "paper_tables", "render_frame", "render_run", "run_tables"]
+__all__ = ["compare", "compare_report", "compare_text", "load_metrics", "load_paper_table",
+           "ours_in_paper_layout", "paper_tables", "render_frame", "render_run", "run_tables"]

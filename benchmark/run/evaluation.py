@@ -116,9 +116,32 @@ def evaluate_category(cs: CategoryScores, cfg: EvalConfig) -> list[dict[str, Any
     for r in results:
         dense = r.name in PIXEL_METRICS or r.name in POINT_METRICS
         variant = (r.variant or "") + (dense_tag if dense else "")
-        rows.append({"metric": r.name, "value": float(r.value), "variant": variant,
-                     "evaluation": cfg.id})
+        row = {"metric": r.name, "value": float(r.value), "variant": variant,
+               "evaluation": cfg.id}
+        if not np.isfinite(row["value"]):
+            row["note"] = nan_reason(r.name, labels, kwargs)
+        rows.append(row)
     return rows
+
+
+def nan_reason(metric: str, labels: np.ndarray, inputs: dict[str, Any]) -> str:
+    """Why a metric is undefined (NaN) on one category, in words for the tables."""
+    if not (labels == 1).any():
+        return "no anomalous sample"
+    if not (labels == 0).any():
+        return "no normal sample"
+    if metric in PIXEL_METRICS and "gts" in inputs:
+        gts = inputs["gts"]
+        if inputs.get("valid") is not None:
+            gts = gts[inputs["valid"]]
+        return "no anomalous pixel" if not np.any(gts) else "no normal pixel"
+    if metric in POINT_METRICS and "point_masks" in inputs:
+        masks = inputs["point_masks"]
+        if not any(np.any(m) for m in masks):
+            return "no anomalous point"
+        if metric == "point_aupro" and "points" not in inputs:
+            return "coordinates not stored"
+    return "undefined"
 
 
 def evaluate_scores(categories: list[CategoryScores], cfg: EvalConfig

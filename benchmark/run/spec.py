@@ -24,6 +24,8 @@ YAML format (the fields of `RunSpec`)::
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib
 import itertools
 import json
@@ -187,6 +189,49 @@ def _method_refs(entry: Any, where: str) -> list[MethodRef]:
     return refs
 
 
+def _arg_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) \
+        else str(value)
+
+
+def distinguishing_labels(items: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """Labels for (label, preset, args) items: a label shared by items with different presets or
+    arguments gets the arguments that differ among them, ``preset(k=v,...)`` (or ``label[preset]``
+    when only the presets differ); other labels are kept."""
+    out = [label for label, _, _ in items]
+    groups: dict[str, list[int]] = {}
+    for i, (label, _, _) in enumerate(items):
+        groups.setdefault(label, []).append(i)
+    for label, idx in groups.items():
+        variants = {json.dumps([items[i][1], items[i][2]], sort_keys=True, default=str)
+                    for i in idx}
+        if len(variants) < 2:
+            continue
+        keys = sorted({k for i in idx for k in items[i][2]})
+        differing = [k for k in keys
+                     if len({_arg_text(items[i][2].get(k, "<default>")) for i in idx}) > 1]
+        for i in idx:
+            preset, args = items[i][1], items[i][2]
+            shown = [f"{k}={_arg_text(args[k])}" for k in differing if k in args]
+            if shown:
+                out[i] = f"{label}({','.join(shown)})"
+            elif len({items[j][1] for j in idx}) > 1:
+                out[i] = f"{label}[{preset}]"
+            else:
+                out[i] = f"{label}(defaults)"
+    return out
+
+
+def auto_labels(methods: list[MethodRef]) -> list[MethodRef]:
+    """The same preset listed twice with different arguments and no label gets a label from
+    the arguments that differ, so each is its own table row."""
+    auto = [m for m in methods if m.label == m.name]
+    labels = distinguishing_labels([(m.label, m.name, m.args) for m in auto])
+    renamed = {id(m): label for m, label in zip(auto, labels)}
+    return [MethodRef(m.name, m.args, renamed[id(m)]) if id(m) in renamed else m
+            for m in methods]
+
+
 SPEC_FIELDS = {"name", "methods", "method", "dataset", "datasets", "root", "dataset_options",
                "protocol", "protocols", "categories", "aux_categories", "train_dataset",
                "train_root", "train_dataset_options", "seeds", "seed", "evaluation", "device",
@@ -217,6 +262,7 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> RunSpec:
         methods.extend(_method_refs(entry, f"{source}: methods[{i}]"))
     if not methods:
         raise ConfigError(f"{source}: no method given (field 'methods')")
+    methods = auto_labels(methods)
     datasets = [str(d) for d in _as_list(data.get("datasets", data.get("dataset")))]
     datasets = datasets or ["synthetic"]
     protos = [str(p) for p in _as_list(data.get("protocols", data.get("protocol")))]
@@ -289,20 +335,41 @@ class Job:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     device: str = "cpu"
     plugins: tuple[str, ...] = ()
+    #: hash of the source of every module the job runs (method, dataset adapter, the toolkit and
+    #: contracts they import; plugins included) and the plugin distributions' versions
+    code: dict[str, str] = field(default_factory=dict)
+    #: categories on the table's category axis when the protocol runs on every category (the N
+    #: of an "n/N" partial mean); not part of the key
+    category_total: int = 0
 
-    @property
-    def key(self) -> str:
-        """Hash of everything that changes the job's scores (not the evaluation, not the device)."""
-        return recipe_hash({
+    def _recipe(self) -> dict[str, Any]:
+        return {
             "method": self.method, "method_args": self.method_args,
             "dataset": self.dataset, "dataset_options": self.dataset_options,
             "protocol": self.protocol,
             "train_dataset": self.train_dataset,
             "train_dataset_options": self.train_dataset_options,
             "train_category": self.train_category, "test_categories": list(self.test_categories),
-            "seed": self.seed, "fingerprints": self.fingerprints,
-            "code_version": self.code_version,
-        })
+            "seed": self.seed,
+        }
+
+    @property
+    def identity(self) -> str:
+        """What the job computes, whatever the data and code versions: a newer result of the same
+        identity supersedes an older one in the run folder's tables."""
+        return recipe_hash(self._recipe())
+
+    @property
+    def key(self) -> str:
+        """Hash of everything that changes the job's scores: the identity plus the dataset files'
+        content fingerprints and the job's code (not the evaluation, not the device)."""
+        recipe = self._recipe()
+        recipe["fingerprints"] = self.fingerprints
+        if self.code:
+            recipe["code"] = self.code
+        else:  # jobs made before code hashing
+            recipe["code_version"] = self.code_version
+        return recipe_hash(recipe)
 
     @property
     def same_dataset(self) -> bool:
@@ -324,11 +391,13 @@ class Job:
         d["plugins"] = list(self.plugins)
         d["evaluation"] = asdict(self.evaluation)
         d["key"] = self.key
+        d["identity"] = self.identity
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
-        d = {k: v for k, v in d.items() if k != "key"}
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["test_categories"] = tuple(d["test_categories"])
         d["plugins"] = tuple(d.get("plugins") or ())
         d["evaluation"] = EvalConfig.from_dict(d.get("evaluation"))
@@ -337,7 +406,8 @@ class Job:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus the git commit of the checkout when there is one."""
+    """Package version plus the git commit of the checkout when there is one (recorded; the job
+    key uses the hashed sources instead, see `job_code`)."""
     import os
 
     override = os.environ.get("BENCHMARK_CODE_VERSION")
@@ -351,6 +421,155 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{benchmark.__version__}+{sha}" if sha else benchmark.__version__
+
+
+#: top-level packages of this repository whose sources count as a job's code
+IN_TREE = ("benchmark", "methods", "datasets", "metrics")
+#: the pipeline itself: never part of a job's code (it does not change scores, except the
+#: protocol's choice of fit data, which is added explicitly)
+NOT_JOB_CODE = ("benchmark.run", "benchmark.report", "benchmark.commands", "benchmark.perf",
+                "benchmark.cli", "benchmark.__main__")
+_SOURCE_HASH: dict[str, str | None] = {}
+_CLOSURE: dict[str, dict[str, str]] = {}
+
+
+def forget_code_hashes() -> None:
+    """Drops the per-process cache of source hashes (a new process starts without it)."""
+    _SOURCE_HASH.clear()
+    _CLOSURE.clear()
+    _plugin_versions.cache_clear()
+
+
+def _module_path(name: str) -> Path | None:
+    import importlib.util
+    import sys
+
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if origin is None:
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError, AttributeError):
+            return None
+        origin = found.origin if found is not None and found.has_location else None
+    if not origin or not str(origin).endswith(".py"):
+        return None
+    return Path(origin)
+
+
+def _source_hash(name: str) -> str | None:
+    """sha256 of a module's source file, read once per process (None: no Python source)."""
+    if name not in _SOURCE_HASH:
+        path = _module_path(name)
+        try:
+            _SOURCE_HASH[name] = (hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                                  if path is not None else None)
+        except OSError:
+            _SOURCE_HASH[name] = None
+    return _SOURCE_HASH[name]
+
+
+def _imported_names(name: str, path: Path) -> set[str]:
+    """Modules named by the import statements of a source file (also inside functions)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError):
+        return set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base_parts = parts[: len(parts) - node.level + 1] if node.level > 1 else parts
+                base = ".".join(p for p in [*base_parts, node.module or ""] if p)
+            else:
+                base = node.module or ""
+            if not base:
+                continue
+            out.add(base)
+            out.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return out
+
+
+def _followed(name: str, roots: set[str]) -> bool:
+    if name.split(".")[0] not in roots:
+        return False
+    return not any(name == p or name.startswith(p + ".") for p in NOT_JOB_CODE)
+
+
+def module_closure(start: str) -> dict[str, str]:
+    """``{module: source hash}`` of `start` and every module it imports, transitively, within
+    this repository's packages and `start`'s own top-level package (a plugin)."""
+    if start in _CLOSURE:
+        return _CLOSURE[start]
+    roots = {*IN_TREE, start.split(".")[0]}
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or not _followed(name, roots):
+            continue
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages run too
+        digest = _source_hash(name)
+        if digest is None:
+            continue
+        seen[name] = digest
+        todo.extend(_imported_names(name, _module_path(name)))
+    _CLOSURE[start] = dict(sorted(seen.items()))
+    return _CLOSURE[start]
+
+
+@lru_cache(maxsize=1)
+def _plugin_versions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    try:
+        return dict(metadata.packages_distributions())
+    except Exception:  # noqa: BLE001 - broken metadata only loses the version
+        return {}
+
+
+def job_code(method: str, datasets: list[str]) -> dict[str, str]:
+    """The code a job runs, for its key: source hashes of the method's module closure, the
+    dataset adapters' closures and the protocol module, plus the version of every installed
+    distribution (a plugin) providing a top-level package outside this repository."""
+    from importlib import metadata
+
+    from benchmark.registry import DATASETS, METHODS
+
+    def module_of(factory: Any) -> str | None:
+        name = getattr(factory, "__module__", None) or getattr(
+            getattr(factory, "func", None), "__module__", None)  # functools.partial
+        return name if isinstance(name, str) else None
+
+    starts = [module_of(METHODS.get(method).factory), "benchmark.run.protocols"]
+    starts += [module_of(DATASETS.get(d).factory) for d in datasets]
+    code: dict[str, str] = {"version:benchmark": benchmark.__version__}
+    for start in starts:
+        if start is None:
+            continue
+        if start == "benchmark.run.protocols":
+            digest = _source_hash(start)
+            if digest:
+                code[start] = digest
+            continue
+        code.update(module_closure(start))
+    for top in sorted({name.split(".")[0] for name in code} - {*IN_TREE}):
+        for dist in _plugin_versions().get(top, []):
+            try:
+                code[f"dist:{dist}"] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return code
+
+
+def code_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Names of the modules (and distributions) whose hash or version differs."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
@@ -378,6 +597,14 @@ def open_dataset(name: str, root: str | None, options: dict[str, Any]) -> Any:
     return _DATASETS[key]
 
 
+def category_axis_size(trial_list: list[protocols.Trial], protocol: str) -> int:
+    """How many categories a table's category axis has for these trials (training classes for
+    zero_shot_pairs, test categories otherwise)."""
+    if protocol == "zero_shot_pairs":
+        return len({t.train_category for t in trial_list})
+    return len({c for t in trial_list for c in t.test_categories})
+
+
 def expand(spec: RunSpec) -> list[Job]:
     """All jobs of `spec`, in a stable order (method, dataset, protocol, seed, trial)."""
     from benchmark.registry import METHODS
@@ -387,6 +614,7 @@ def expand(spec: RunSpec) -> list[Job]:
         METHODS.get(ref.name)  # unknown names fail here, with the known ones listed
     version = code_version()
     jobs: list[Job] = []
+    codes: dict[tuple[str, ...], dict[str, str]] = {}
     for ref, dataset, protocol in itertools.product(spec.methods, spec.datasets, spec.protocols):
         root = spec.root_of(dataset)
         options = spec.options_of(dataset)
@@ -409,6 +637,14 @@ def expand(spec: RunSpec) -> list[Job]:
             aux=spec.aux_categories, train_dataset=train_name,
             train_categories=list(train_ds.categories), same_dataset=train_ds is test_ds,
         )
+        total = category_axis_size(protocols.trials(
+            protocol, dataset, list(test_ds.categories), selected="all",
+            aux=spec.aux_categories, train_dataset=train_name,
+            train_categories=list(train_ds.categories), same_dataset=train_ds is test_ds,
+        ), protocol)
+        used = (ref.name, *sorted({dataset, train_name}))
+        if used not in codes:
+            codes[used] = job_code(ref.name, list(used[1:]))
         for seed in spec.seeds:
             for trial in trial_list:
                 jobs.append(Job(
@@ -418,7 +654,7 @@ def expand(spec: RunSpec) -> list[Job]:
                     train_dataset_options=train_opts, train_category=trial.train_category,
                     test_categories=trial.test_categories, seed=seed, fingerprints=prints,
                     code_version=version, evaluation=spec.evaluation, device=spec.device,
-                    plugins=tuple(spec.plugins),
+                    plugins=tuple(spec.plugins), code=codes[used], category_total=total,
                 ))
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
