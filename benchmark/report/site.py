@@ -468,11 +468,11 @@ def _tables_html(run_dir: Path, opts: ReportOptions) -> tuple[str, pd.DataFrame 
         df = T.load_metrics(run_dir)
     except ConfigError as err:
         return f'<p class="bad">{esc(err)}</p>', None, ""
-    if df.empty:
+    if not (df["metric"] != T.FAILED_METRIC).any():
         return "<p>(no successful jobs: no metrics)</p>", df, ""
     evaluation = opts.evaluation or T.default_evaluation(run_dir, df)
     df = T.select(df, evaluation)
-    parts = []
+    parts, partial = [], False
     for (dataset, protocol), sub in df.groupby(["dataset", "protocol"], sort=False):
         seeds = sorted(int(s) for s in sub["seed"].unique())
         for metric, frame in T.run_tables(sub, decimals=opts.decimals).items():
@@ -480,7 +480,10 @@ def _tables_html(run_dir: Path, opts: ReportOptions) -> tuple[str, pd.DataFrame 
             title = (f"{T.PRETTY.get(metric, metric)} (%) [{'; '.join(variants)}] - "
                      f"{dataset} / {protocol}, seeds {seeds}")
             parts.append(table(frame, title, cls="metrics"))
+            partial = partial or any(T.PARTIAL.search(str(v)) for v in frame["Mean"])
     note = f'<p class="note">evaluation: {esc(evaluation)}. Cells: mean ± std over seeds.'
+    if partial:
+        note += f" {esc(T.PARTIAL_NOTE)}."
     if T.Summary.of(df).flagged:
         note += f" {T.FLAG} the method uses test-set statistics (as its official code does)."
     return "\n".join(parts) + note + "</p>", df, evaluation
@@ -530,38 +533,25 @@ def _error_lines(err: dict[str, Any], n: int = 8) -> str:
     return "\n".join(tb[-n:])
 
 
-def _failures_html(store: RunStore, keys: list[str], titles: dict[str, str],
-                   damaged: dict[str, str]) -> str:
-    rows, blocks = [], []
-    for key in keys:
-        status = store.status(key)
-        if key in damaged:
-            rows.append({"job": key, "title": titles.get(key, ""), "status": "damaged",
-                         "error": damaged[key]})
-            continue
-        if status == "ok":
-            continue
-        try:
-            result = store.load_result(key)
-        except BenchmarkError as err:
-            rows.append({"job": key, "title": titles.get(key, ""), "status": "missing",
-                         "error": str(err)})
-            continue
-        if status is None and result.get("status") == "ok":
-            rows.append({"job": key, "title": titles.get(key, ""), "status": "incomplete",
-                         "error": "result says ok but scores.npz is missing"})
-            continue
+def _failures_html(failed: list[tuple[str, dict[str, Any]]], problems: list[dict[str, str]]
+                   ) -> str:
+    """Failed jobs with their error and last traceback lines; damaged or missing results."""
+    rows, blocks = list(problems), []
+    for key, result in failed:
+        title = Job.from_dict(result["job"]).title if result.get("job") else ""
         err = result.get("error") or {}
-        rows.append({"job": key, "title": titles.get(key, ""), "status": result.get("status"),
+        rows.append({"job": key, "title": title, "status": result.get("status", "failed"),
                      "error": f"{err.get('type')}: {err.get('message')}"})
         lines = _error_lines(err)
         if lines:
-            blocks.append(details(f"{key} {titles.get(key, '')}: error lines",
-                                  f"<pre>{esc(lines)}</pre>", open_=True))
+            blocks.append(details(f"{key} {title}: error lines", f"<pre>{esc(lines)}</pre>",
+                                  open_=True))
     if not rows:
         return "<h2>Failures</h2><p class=\"good\">none: every job of the run succeeded.</p>"
-    return ("<h2>Failures</h2>" + table(pd.DataFrame(rows), f"{len(rows)} job(s) without "
-                                        "results", cls="failures") + "".join(blocks))
+    return ("<h2>Failures</h2>" + table(pd.DataFrame(rows, columns=["job", "title", "status",
+                                                                    "error"]),
+                                        f"{len(rows)} job(s) without results", cls="failures")
+            + "".join(blocks))
 
 
 def _manifest_html(manifest: dict[str, Any], run_dir: Path) -> str:
@@ -632,21 +622,29 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     ref = paper_ref(manifest, opts.paper)
     paper_html = (_paper_html(run_dir, ref, bool(opts.paper), opts.evaluation)
                   if ref else "")
-    keys = store.job_keys()
+    # the jobs the tables show (one current result per job; damaged ones reported, left out)
+    warnings: list[str] = []
+    current = store.current(warn=warnings.append)
     titles = {j["key"]: j.get("title", "") for j in manifest.get("jobs", [])}
+    problems = [{"job": "", "title": "", "status": "damaged", "error": w} for w in warnings]
+    listed = set(store.all_keys())
+    problems += [{"job": k, "title": titles.get(k, ""), "status": "missing",
+                  "error": "no result (not run yet, or interrupted)"}
+                 for k in store.job_keys() if k not in listed]
+    failed = [(k, v.result or {}) for k, v in current if v.status != "ok"]
     pages: list[CategoryPage] = []
     frames: list[pd.DataFrame] = []
-    damaged: dict[str, str] = {}
-    for key in keys:
-        if store.status(key) != "ok":
+    for key, verdict in current:
+        if verdict.status != "ok":
             continue
-        job = Job.from_dict(store.load_result(key)["job"])
+        job = Job.from_dict(verdict.result["job"])
         import_plugins(job.plugins)
         base = out / f"{slug(job.method_label)}_seed{job.seed}_{key[:8]}"
         try:
             categories = store.load_scores(key)
         except BenchmarkError as err:
-            damaged[key] = str(err)
+            problems.append({"job": key, "title": job.title, "status": "damaged",
+                             "error": str(err)})
             continue
         for cs in categories:
             say(f"report: {job.method_label} seed {job.seed} {cs.category}")
@@ -660,13 +658,13 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
 
     n_ok = len({p.job for p in pages})
     body = [f"<h1>Run report: {esc(run_dir.name)}</h1>",
-            f'<p class="note">{len(keys)} job(s), {n_ok} with results; evaluation '
+            f'<p class="note">{len(current)} job(s), {n_ok} with results; evaluation '
             f'{esc(evaluation or "-")}. Per-sample scores and labels: '
             f'{link("samples.csv", "samples.csv") if frames else "(none)"}. '
             f'Regenerate with <code>python -m benchmark report --run {esc(run_dir)}</code>.</p>',
             "<h2>Metric tables</h2>", tables_html, paper_html,
             _categories_html(pages, metrics),
-            _failures_html(store, keys, titles, damaged),
+            _failures_html(failed, problems),
             _manifest_html(manifest, run_dir)]
     index = out / "index.html"
     index.write_text(page(f"report {run_dir.name}", "\n".join(body)))
