@@ -275,3 +275,45 @@ def test_damaged_scores_and_a_missing_dataset_do_not_stop_the_report(tmp_path, m
     page = next((tmp_path / "rep").glob(f"*_{alpha[:8]}/alpha/index.html")).read_text()
     assert "the dataset cannot be opened here" in page and "scores.npz" in page
     assert len(list((tmp_path / "rep").rglob("view/*.html"))) == len(store.load_scores(alpha)[0])
+
+
+def test_clouds_are_loaded_one_at_a_time(tmp_path, monkeypatch):
+    """Bounded memory: at most one test cloud of a category is alive while the report is made."""
+    import weakref
+
+    import benchmark.report.site as site
+
+    toy.activate(monkeypatch)
+    try:
+        run(toy.toy_spec(categories=["alpha"], dataset_options={"n_test": 6}),
+            out=tmp_path / "run", show_progress=False)
+        real_open = site.open_dataset
+        alive, peak, loads = set(), [0], [0]
+
+        class Counting:
+            def __init__(self, seq):
+                self.seq, self.ids = seq, seq.ids
+
+            def __len__(self):
+                return len(self.seq)
+
+            def __getitem__(self, j):
+                sample = self.seq[j]
+                alive.add(loads[0])
+                weakref.finalize(sample, alive.discard, loads[0])
+                loads[0] += 1
+                peak[0] = max(peak[0], len(alive))
+                return sample
+
+        class Wrapped:
+            def __init__(self, ds):
+                self.ds = ds
+
+            def test(self, category):
+                return Counting(self.ds.test(category))
+
+        monkeypatch.setattr(site, "open_dataset", lambda *a: Wrapped(real_open(*a)))
+        write_report(tmp_path / "run", tmp_path / "rep", ReportOptions(gallery=3, ply="all"))
+    finally:
+        toy.unregister()
+    assert loads[0] == 6 and peak[0] == 1
