@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
+from benchmark.errors import NotFittedError
 from benchmark.sample import Prediction, Sample
 
 MODALITIES = frozenset({"points", "xyz_grid", "rgb"})
@@ -37,6 +38,12 @@ class Detector(ABC):
         """Scores samples in order; override to batch or to normalise over a whole test set."""
         for sample in samples:
             yield self.predict(sample)
+
+    def check_fitted(self, fitted: bool) -> None:
+        """Raises NotFittedError naming the method unless `fitted` (call it first in predict)."""
+        if not fitted:
+            who = self.name or type(self).__name__
+            raise NotFittedError(f"{who}: predict called before fit (call fit() first)")
 
     def stage_timings(self) -> dict[str, float]:
         """Mean seconds per call of each internal stage (registration, features, scoring, ...),

@@ -11,6 +11,10 @@ class ContractError(BenchmarkError, ValueError):
     """A Sample or Prediction violates the data contract (names the offending field)."""
 
 
+class NotFittedError(ContractError):
+    """`predict` / `predict_many` was called on a detector before `fit` (names the method)."""
+
+
 class DatasetError(BenchmarkError):
     """A dataset on disk is missing, malformed or inconsistent (names the file)."""
 

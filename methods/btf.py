@@ -177,8 +177,7 @@ class BTF(Detector):
         self.bank = FeatureBank(feats[idx], backend=self.nn_backend)
 
     def predict(self, sample: Sample) -> Prediction:
-        if self.bank is None:
-            raise ContractError("BTF: predict called before fit")
+        self.check_fitted(self.bank is not None)
         p = self.patches(sample)
         with self.timer("scoring"):
             d, i = self.bank.search(p, 1)

@@ -223,8 +223,7 @@ class Real3DPatchCore(Detector):
 
     # --- predict -------------------------------------------------------------------------------
     def _raw_scores(self, sample: Sample) -> dict[str, tuple[float, np.ndarray]]:
-        if not self.banks:
-            raise ContractError("Real3DPatchCore: predict called before fit")
+        self.check_fitted(bool(self.banks))
         pts, emb = self._embed(sample)
         out = {}
         for kind, (feats, anchors) in emb.items():
@@ -405,8 +404,7 @@ class PatchCore2D(Detector):
         self.bank = FeatureBank(feats[idx], backend=self.nn_backend)
 
     def predict(self, sample: Sample) -> Prediction:
-        if self.bank is None:
-            raise ContractError("PatchCore2D: predict called before fit")
+        self.check_fitted(self.bank is not None)
         img, (nh, nw), offset = self._image(sample)
         with self.timer("features"):
             feats, (h, w) = self.embed(img[None])

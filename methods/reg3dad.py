@@ -263,8 +263,7 @@ class Reg3DAD(Detector):
         )
 
     def _predict_raw(self, sample: Sample) -> _Raw:
-        if self.bank_a is None:
-            raise ContractError("reg3dad: predict called before fit")
+        self.check_fitted(self.bank_a is not None)
         xyz = self._registered(sample.points)
         feats, centers = self._pointmae(xyz, sample.id)
         return self._raw(feats, centers, xyz, self.bank_a, self.bank_b)
@@ -281,6 +280,7 @@ class Reg3DAD(Detector):
             yield Prediction(score=float(score), point_scores=points.astype(np.float32))
 
     def predict(self, sample: Sample) -> Prediction:
+        self.check_fitted(self.bank_a is not None)
         if self.normalize == "test":
             raise ConfigError(
                 "reg3dad with normalize='test' min-max normalises over the whole test set "

@@ -313,7 +313,6 @@ def test_evaluate_warns_when_labels_disagree_with_gt():
         metrics.evaluate(labels, maps.max(axis=(1, 2)), maps=maps, gts=gts)
 
 
-@pytest.mark.slow
 def test_counts_beyond_float32_integer_range_stay_exact():
     n = 2**24 + 1000  # float32 cumsum of ones stalls at 2**24
     maps = np.zeros((1, 1, n), np.float32)

@@ -37,8 +37,10 @@ CATEGORIES = {
 }
 PRESETS = {"patchcore_fpfh", "patchcore_raw", "patchcore_fpfh_raw", "patchcore_pointmae",
            "patchcore_rgb", "btf_raw", "btf_fpfh", "btf_rgb", "btf_rgb_fpfh", "reg3dad", "pointad",
-           "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering"}
-FUTURE = {"imrnet", "group3ad", "m3dm", "3dzal"}
+           "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering", "3dzal",
+           "3dzal_no_rd_cw_perturb", "3dzal_no_cw", "3dzal_no_perturb", "3dzal_no_removing",
+           "3dzal_no_adding"}
+FUTURE = {"imrnet", "group3ad", "m3dm"}
 METRICS = {"image_auroc", "image_ap", "pixel_auroc", "aupro", "pixel_aupr", "point_auroc",
            "point_aupr", "point_aupro", "predict_seconds_per_sample", "fps", "peak_gpu_memory_mb"}
 PROTOCOLS = {"one_class", "zero_shot", "cross_dataset", "zero_shot_pairs", None}
@@ -214,8 +216,9 @@ def test_run_spec(paper: str, table: str) -> None:
         assert aux in CATEGORIES[spec.get("train_dataset") or datasets[0]]
     if spec["protocol"] == "cross_dataset":
         assert spec["train_dataset"] in CATEGORIES
-    spec_mod = pytest.importorskip("benchmark.run.spec")
-    spec_mod.spec_from_dict(spec, source=str(path))  # the runner accepts it
+    from benchmark.run.spec import spec_from_dict
+
+    spec_from_dict(spec, source=str(path))  # the runner accepts it
 
 
 def test_every_table_with_a_built_preset_has_a_spec() -> None:
@@ -367,10 +370,16 @@ def test_rows_match_paper_text(paper: str, table: str) -> None:
     skip_cols = set(meta.get("text_columns") or []) | set(meta["row_keys"])
     for _, row in frame.iterrows():
         values = [row[c] for c in frame.columns if c not in skip_cols and row[c] != ""]
-        if (paper, table) == ("pointad_plus", "table1") or table.startswith("main_table"):
-            # re-aligned rows (see the notes) / figure transcription: same values, any order
-            pools = lines if paper == "pointad_plus" else [[t for ln in lines for t in ln]]
-            assert any(_contains_multiset(values, pool) for pool in pools), row.tolist()
+        if (paper, table) == ("pointad_plus", "table1"):
+            # re-aligned rows (see the notes): same values, any order, on one line
+            assert any(_contains_multiset(values, ln) for ln in lines), row.tolist()
+        elif table.startswith("main_table"):
+            # figure transcription: the table's own summary (row means) and per-pair block
+            means, pairs = _3dzal_main_table_text(raw, table)
+            assert row[meta["mean_column"]] == means[(row["method"], row["train"])], row.tolist()
+            cells = [row[c] for c in meta["category_map"]]
+            if any(cells):
+                assert cells == pairs[row["train"]], row.tolist()
         elif (paper, table) == ("imrnet", "table3"):
             # printed in three blocks: the row's lines, concatenated in reading order
             label = row["method"].lower().replace(" ", "")
@@ -378,6 +387,34 @@ def test_rows_match_paper_text(paper: str, table: str) -> None:
             assert _is_subsequence(values, [t for ln in own for t in ln]), row.tolist()
         else:
             assert any(_is_subsequence(values, ln) for ln in lines), row.tolist()
+
+
+MAIN_TABLE_TEXT = {"main_table1": ("Table 1 ", "AUPRO"), "main_table2": ("Table 2 ", "I-AUROC")}
+
+
+def _3dzal_main_table_text(raw: list[str], table: str) -> tuple[dict, dict[str, list[str]]]:
+    """From specs/3dzal.md §8, only the part that belongs to `table`: its summary paragraph
+    ("Table N <metric> — A / B / C: bagel a/b/c; ...") as {(method, train): mean}, and its
+    per-pair block (the rows under the header line starting with its metric) as {train: cells}."""
+    start, header = MAIN_TABLE_TEXT[table]
+    first = next(i for i, line in enumerate(raw) if line.startswith(start))
+    para = [raw[first]]
+    for line in raw[first + 1:]:
+        if not line.strip() or line.startswith(("Table ", "Headline")):
+            break
+        para.append(line)
+    head, body = " ".join(para).split(":", 1)
+    methods = [m.strip() for m in head.split("—")[1].split("/")]
+    means = {}
+    for train, values in re.findall(r"(\w+) (\d+\.\d+(?:/\d+\.\d+)+)", body):
+        means.update({(m, train): v for m, v in zip(methods, values.split("/"), strict=True)})
+    top = next(i for i, line in enumerate(raw) if line.split()[:2] == [header, "bagel"])
+    columns = raw[top].split()[1:]
+    pairs = {}
+    for line in raw[top + 1: top + 1 + len(columns)]:
+        train, *cells = line.split()
+        pairs[train] = cells
+    return means, pairs
 
 
 def _contains_multiset(needle: list[str], hay: list[str]) -> bool:

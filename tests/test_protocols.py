@@ -52,6 +52,9 @@ def test_zero_shot_pairs_is_every_ordered_pair():
     pairs = {(x.train_category, c) for x in t for c in x.test_categories}
     assert len(t) == 10 and len(pairs) == 90
     assert all(a != b for a, b in pairs)
+    rows = protocols.trials("zero_shot_pairs", "mvtec3d", MVTEC, aux=["bagel", "dowel"])
+    assert [x.train_category for x in rows] == ["bagel", "dowel"]
+    assert all(len(x.test_categories) == 9 for x in rows)
 
 
 def test_cross_dataset_trials():

@@ -47,7 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="one_class (default), zero_shot, cross_dataset, zero_shot_pairs")
     parser.add_argument("--categories", nargs="+", help="categories to test (default: all)")
     parser.add_argument("--aux", nargs="+", help="auxiliary (training) categories of zero_shot / "
-                        "cross_dataset (default: the paper's)")
+                        "cross_dataset (default: the paper's), or the training classes of "
+                        "zero_shot_pairs (default: every tested class)")
     parser.add_argument("--train-dataset", help="dataset A of cross_dataset")
     parser.add_argument("--train-root", help="root of dataset A")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: 0)")

@@ -12,7 +12,8 @@ can never see test-category data while fitting — except the protocol's own aux
 - ``cross_dataset``: as ``zero_shot`` but fit on category a of dataset A and test on every
   category of dataset B.
 - ``zero_shot_pairs`` (3DzAL): fit on ``train`` (normal only) of class A, test on ``test`` of each
-  class B != A, whatever the detector's learning type.
+  class B != A, whatever the detector's learning type; the training classes A are every tested
+  class, or the auxiliary categories when given (the 3-class ablation tables).
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def trials(
     if protocol == "zero_shot_pairs":
         if len(tested) < 2:
             raise ConfigError("zero_shot_pairs needs at least two categories")
-        return [Trial(dataset, a, tuple(b for b in tested if b != a)) for a in tested]
+        # `aux` restricts the training classes (3DzAL's ablation tables train on 3 classes)
+        train_cats = tested if aux is None else _select(categories, aux, "aux categories",
+                                                        dataset)
+        return [Trial(dataset, a, tuple(b for b in tested if b != a)) for a in train_cats]
     if protocol == "zero_shot":
         if train_dataset not in (None, dataset):
             raise ConfigError("zero_shot trains and tests on one dataset; use cross_dataset")

@@ -242,14 +242,10 @@ class PointADDetector(Detector):
         return self._texts[key]
 
     def predict(self, sample: Sample) -> Prediction:
+        if not self.trained and self.checkpoint:
+            self.load(self.checkpoint)
+        self.check_fitted(self.trained)  # fit() on auxiliary data, or checkpoint=
         engine = self._build()
-        if engine.learnable and not self.trained:
-            if self.checkpoint:
-                self.load(self.checkpoint)
-            else:
-                raise ConfigError(
-                    f"{self.variant}: call fit() on auxiliary data (or pass checkpoint=) first"
-                )
         if self.modality == "points+rgb" and (not sample.organized or sample.rgb is None):
             raise ContractError(
                 f"sample {sample.id!r}: modality 'points+rgb' needs an organized sample with rgb"

@@ -266,3 +266,34 @@ def propagate_nearest(src_points: Array, src_values: Array, dst_points: Array) -
     if isinstance(src_values, torch.Tensor):
         return src_values[_as_tensor(idx, "idx").to(src_values.device)]
     return np.asarray(src_values)[np.asarray(idx)]
+
+
+def ball_query(points: torch.Tensor, centers: torch.Tensor, radius: float, k: int) -> torch.Tensor:
+    """PointNet++ ball query: for each centre the indices of the first `k` points (in index order)
+    within `radius`, padded with the first one found; a centre with no point in its ball gets its
+    nearest point (the official CUDA kernel leaves index 0 there; nearest is the safe variant).
+
+    points (B,N,D), centers (B,S,D) -> (B,S,k) int64. Vectorised over the batch; one (B,S,N)
+    distance block, so meant for small point sets (patches), not for whole scans.
+    """
+    if points.ndim != 3 or centers.ndim != 3 or points.shape[0] != centers.shape[0]:
+        raise ContractError(
+            f"ball_query: expected points (B,N,D) and centers (B,S,D), got "
+            f"{tuple(points.shape)} / {tuple(centers.shape)}"
+        )
+    n = points.shape[1]
+    if not 1 <= k:
+        raise ContractError(f"ball_query: k={k} must be >= 1")
+    with torch.no_grad():
+        d2 = torch.cdist(centers.float(), points.float()).square_()
+        inside = d2 <= radius * radius
+        order = torch.arange(n, device=points.device).expand_as(d2)
+        cand = torch.where(inside, order, torch.full_like(order, n))
+        kk = min(k, n)
+        first, _ = torch.topk(cand, kk, dim=-1, largest=False, sorted=True)
+        nearest = d2.argmin(-1, keepdim=True)
+        head = torch.where(first[..., :1] < n, first[..., :1], nearest)
+        first = torch.where(first < n, first, head)
+        if kk < k:
+            first = torch.cat([first, head.expand(*head.shape[:-1], k - kk)], dim=-1)
+    return first
