@@ -12,7 +12,7 @@ import sys
 from benchmark.errors import BenchmarkError
 
 COMMANDS = ("list", "run", "evaluate", "tables", "compare", "synthetic", "export", "report",
-            "perf")
+            "perf", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -751,7 +751,7 @@ IMR_MAP = {
 }
 BUILT = {"patchcore_fpfh", "patchcore_raw", "patchcore_fpfh_raw", "patchcore_pointmae",
          "patchcore_rgb", "btf_raw", "btf_fpfh", "btf_rgb", "btf_rgb_fpfh", "reg3dad", "pointad",
-         "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering"}
+         "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering", "imrnet"}
 
 
 def built_methods(labels, mm):
@@ -896,6 +896,17 @@ def imrnet() -> None:
         column_map={"I-AUC": {"dataset": "anomaly_shapenet", "metric": "image_auroc"},
                     "P-AUC": {"dataset": "anomaly_shapenet", "metric": "point_auroc"}},
         source=f"{I_SRC} lines {i4}-{i4 + 5}"))
+    write_yaml(I, "table4.yaml", {
+        "name": "imrnet_table4",
+        "methods": [{"name": "imrnet", "grid": {"sampler": ["random", "fps", "voxel", "gps"]},
+                     "label": "imrnet"}],
+        "dataset": "anomaly_shapenet", "root": None, "protocol": "one_class",
+        "categories": "all", "seeds": [42], "evaluation": ONE_CLASS_EVAL, "dataset_options": {},
+        "notes": ("One IMRNet variant per patch-centre sampler via grid over 'sampler' (RS = "
+                  "random, FPS = fps, Voxel = voxel, GPS = gps; the presets imrnet_rs, "
+                  "imrnet_fps, imrnet_voxel, imrnet are the same configurations). Labels: "
+                  "'imrnet(sampler=S)'. IMRNet paper Sec. 5.5 'Effectiveness of geometry aware "
+                  "sampling' (Anomaly-ShapeNet inferred, see the sidecar). " + R3D_SETUP)})
 
 
 def normalise_label(s: str) -> str:

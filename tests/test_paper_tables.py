@@ -39,8 +39,8 @@ PRESETS = {"patchcore_fpfh", "patchcore_raw", "patchcore_fpfh_raw", "patchcore_p
            "patchcore_rgb", "btf_raw", "btf_fpfh", "btf_rgb", "btf_rgb_fpfh", "reg3dad", "pointad",
            "pointad_coop", "pointad_plus", "pointad_plus_coop", "clip_rendering", "3dzal",
            "3dzal_no_rd_cw_perturb", "3dzal_no_cw", "3dzal_no_perturb", "3dzal_no_removing",
-           "3dzal_no_adding"}
-FUTURE = {"imrnet", "group3ad", "m3dm"}
+           "3dzal_no_adding", "imrnet"}
+FUTURE = {"group3ad", "m3dm"}
 METRICS = {"image_auroc", "image_ap", "pixel_auroc", "aupro", "pixel_aupr", "point_auroc",
            "point_aupr", "point_aupro", "predict_seconds_per_sample", "fps", "peak_gpu_memory_mb"}
 PROTOCOLS = {"one_class", "zero_shot", "cross_dataset", "zero_shot_pairs", None}

@@ -519,8 +519,7 @@ class ZAL3D(Detector):
 
     def model_for(self, sample: Sample) -> _Model:
         """The trained E_theta / C_w / bank used for `sample` (trains it on first use)."""
-        if self._train is None:
-            raise ContractError("3dzal: predict called before fit")
+        self.check_fitted(self._train is not None)
         return self._model(sample.category)
 
     def predict(self, sample: Sample) -> Prediction:

@@ -222,7 +222,8 @@ class PointMAEEncoder(nn.Module):
     group_idx (B,G,K))`` with ``group_idx`` indexing the input points.
 
     ``pretrained=True`` loads the official checkpoint (``weights`` = a path, else the caches, else a
-    download); offline without the file it raises `WeightsError`. ``pretrained=False`` keeps the
+    download), ``pretrained=PATH`` that file (e.g. one written by ``python -m benchmark
+    pretrain``); offline without the file it raises `WeightsError`. ``pretrained=False`` keeps the
     random initialisation (tests only). The module starts in eval mode (see the module docstring
     for the official code's train-mode quirk).
     """
@@ -231,10 +232,14 @@ class PointMAEEncoder(nn.Module):
         self,
         num_group: int = 1024,
         group_size: int = 128,
-        pretrained: bool = True,
+        pretrained: bool | str | os.PathLike = True,
         weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(pretrained, bool):  # pretrained=PATH: that checkpoint
+            if weights is not None:
+                raise ContractError("PointMAEEncoder: give pretrained=PATH or weights=, not both")
+            pretrained, weights = True, pretrained
         if num_group < 1 or group_size < 1:
             raise ContractError(
                 f"PointMAEEncoder: num_group ({num_group}) and group_size ({group_size}) "

@@ -1,0 +1,120 @@
+"""Perf suite "imrnet": Point-MAE pre-training throughput and IMRNet fit / predict per sample.
+
+- pretrain: the IMRNet recipe of ``python -m benchmark pretrain`` (8192 points per cloud, 256
+  patches of 64, full Point-MAE) for one epoch over 8 synthetic clouds, batch 4 (quick: 4 clouds
+  of 2048 points, 64 x 32 patches); clouds/s.
+- imrnet: the paper configuration (256 x 64 patches, 3 iterations, GPS) on clouds of 12k, 100k
+  and 1M points (quick: 12k only): fit on 2 clouds with ``finetune_epochs=2`` (the default is
+  100: fit time grows linearly with it; the row gives seconds per fine-tuning epoch as well),
+  predict 1. Every cloud is sub-sampled at random to ``input_points=8192`` before GPS, so the
+  network and GPS cost do not grow with the cloud; only centring, the sub-sample and the 1-NN
+  copy of the scores back to every point do (KD-tree), so memory stays bounded.
+Random weights (timings do not depend on them). Each case runs in a fresh process (spawn) so its
+peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+
+import numpy as np
+
+from benchmark.perf import suite
+
+
+def _cloud(i: int, n: int):
+    from benchmark.sample import Sample
+
+    rng = np.random.default_rng(i)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x, y, z = d.T
+    r = 50 * (1 + 0.25 * x * y + 0.2 * np.sin(3 * x + 1) * z + 0.15 * np.cos(4 * y) * x)
+    pts = (d * r[:, None]).astype(np.float32)
+    return Sample(id=f"cloud{i}", dataset="perf", category="c", split="train", defect="good",
+                  points=pts, label=0)  # fmt: skip
+
+
+def _rss_now_mb() -> float:
+    import os
+
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def _run_case(case: dict, conn) -> None:
+    from benchmark.perf import peak_rss_mb
+
+    if case["kind"] == "pretrain":
+        from benchmark.components.backbones.pointmae_mae import PretrainConfig, pretrain_pointmae
+
+        clouds = [_cloud(i, case["points"]).points for i in range(case["clouds"])]
+        base = _rss_now_mb()
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = PretrainConfig(epochs=1, batch_size=4, npoints=case["npoints"],
+                                 num_group=case["num_group"], group_size=case["group_size"],
+                                 mask_ratio=0.4, warmup_epochs=0)  # fmt: skip
+            out = pretrain_pointmae(clouds, f"{tmp}/p.pth", cfg, show_progress=False)
+        conn.send({"case": case["label"], "clouds_per_s": out["clouds_per_s"],
+                   "seconds": out["seconds"], "base_rss_mb": base,
+                   "peak_rss_mb": peak_rss_mb()})  # fmt: skip
+        return
+    from benchmark.registry import METHODS
+
+    data = [_cloud(i, case["points"]) for i in range(3)]
+    base = _rss_now_mb()
+    det = METHODS.create("imrnet", pretrained=False, finetune_epochs=case["epochs"])
+    t0 = time.perf_counter()
+    det.fit(data[:2])
+    fit_s = (time.perf_counter() - t0) / 2
+    t0 = time.perf_counter()
+    pred = det.predict(data[2])
+    row = {
+        "case": case["label"],
+        "fit_s_per_sample": fit_s,
+        "finetune_s_per_epoch": det.timer.total.get("finetune", 0.0) / max(case["epochs"], 1),
+        "predict_s_per_sample": time.perf_counter() - t0,
+        "base_rss_mb": base,
+        "peak_rss_mb": peak_rss_mb(),
+        "score": pred.score,
+    }
+    conn.send(row)
+
+
+def _in_child(case: dict) -> dict:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_run_case, args=(case, child))
+    proc.start()
+    child.close()
+    try:
+        row = parent.recv()
+    except EOFError:
+        row = {"case": case["label"], "error": "child failed"}
+    proc.join()
+    return row
+
+
+@suite("imrnet")
+def imrnet(quick: bool = False) -> list[dict]:
+    if quick:
+        cases = [{"kind": "pretrain", "label": "pretrain 4 x 2048 pts (64x32)", "clouds": 4,
+                  "points": 4096, "npoints": 2048, "num_group": 64, "group_size": 32}]
+    else:
+        cases = [{"kind": "pretrain", "label": "pretrain 8 x 8192 pts (256x64)", "clouds": 8,
+                  "points": 12000, "npoints": 8192, "num_group": 256, "group_size": 64}]
+    for n in [12_000] if quick else [12_000, 100_000, 1_000_000]:
+        cases.append({"kind": "imrnet", "label": f"imrnet {n:,} points", "points": n,
+                      "epochs": 2})  # fmt: skip
+    rows = []
+    for case in cases:
+        rows.append(_in_child(case))
+        print(f"imrnet perf: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
