@@ -12,7 +12,7 @@ PAPER    ?=
 RUN      ?=
 ARGS     ?=
 
-.PHONY: setup bench test test-slow tables perf lint clean-venv
+.PHONY: setup bench report test test-slow tables perf lint clean-venv
 
 setup: $(STAMP)
 
@@ -28,10 +28,16 @@ bench: $(STAMP)
 		$(if $(ROOT),--root $(ROOT)) $(if $(PROTOCOL),--protocol $(PROTOCOL)) \
 		$(if $(RUN),--out $(RUN)) $(ARGS)
 
+# a browsable offline HTML report of a run (default: the newest run under results/runs)
+report: $(STAMP)
+	$(PY) -m benchmark report $(if $(RUN),--run $(RUN)) $(if $(PAPER),--paper $(PAPER)) $(ARGS)
+
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)
 
+# the slow suite includes the report's headless-browser test: chromium is installed when root
 test-slow: $(STAMP)
+	bash scripts/system_deps.sh --browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow $(ARGS)
 
 tables: $(STAMP)

@@ -12,7 +12,7 @@ import sys
 from benchmark.errors import BenchmarkError
 
 COMMANDS = ("list", "describe", "run", "evaluate", "tables", "compare", "synthetic", "export",
-            "perf", "pretrain")
+            "report", "perf", "pretrain")
 
 
 def build_parser() -> argparse.ArgumentParser:

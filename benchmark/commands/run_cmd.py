@@ -202,4 +202,6 @@ def execute(args: argparse.Namespace) -> int:
     code, run_dir = run_and_report(spec, args, Path(args.out) if args.out else None)
     if not args.no_table:
         print(render_run(run_dir, fmt=args.format))
+    print(f"browsable report: python -m benchmark report --run {run_dir}  "
+          f"(or: make report RUN={run_dir})", file=sys.stderr)
     return code
