@@ -119,6 +119,6 @@ def test_errors() -> None:
 
 def test_voxel_in_wrong_units_is_reported() -> None:
     tiny = line_sample(1000)
-    tiny.points[:] *= 1e-3  # metres instead of millimetres
+    tiny.points[:] *= 1e-3  # metres, but the voxel given as a bare number meant for millimetres
     with pytest.raises(ConfigError, match="voxel_size='auto'"):
-        METHODS.create("btf_fpfh_real3d").fit([tiny])
+        METHODS.create("btf_fpfh_real3d", voxel_size=0.5).fit([tiny])
