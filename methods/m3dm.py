@@ -78,6 +78,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from benchmark.components.backbones.pointmae import Mlp
 from benchmark.components.blur import btf_blur
 from benchmark.components.geometry.organized import resize_grid, resize_maps, valid_cells
 from benchmark.components.geometry.pointops import (
@@ -236,17 +237,6 @@ class M3DMPoint(Detector):
 # ----------------------------------------------------------------------------------------------
 # unsupervised feature fusion (UFF)
 # ----------------------------------------------------------------------------------------------
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class FeatureFusionBlock(nn.Module):
     """M3DM's UFF block (official module and key names: xyz_norm, xyz_mlp, rgb_norm, rgb_mlp,
     rgb_head, xyz_head)."""
@@ -256,9 +246,9 @@ class FeatureFusionBlock(nn.Module):
         super().__init__()
         self.xyz_dim, self.rgb_dim = xyz_dim, rgb_dim
         self.xyz_norm = nn.LayerNorm(xyz_dim)
-        self.xyz_mlp = _Mlp(xyz_dim, int(xyz_dim * mlp_ratio))
+        self.xyz_mlp = Mlp(xyz_dim, int(xyz_dim * mlp_ratio))
         self.rgb_norm = nn.LayerNorm(rgb_dim)
-        self.rgb_mlp = _Mlp(rgb_dim, int(rgb_dim * mlp_ratio))
+        self.rgb_mlp = Mlp(rgb_dim, int(rgb_dim * mlp_ratio))
         self.rgb_head = nn.Linear(rgb_dim, head_dim)
         self.xyz_head = nn.Linear(xyz_dim, head_dim)
         self.temperature = temperature

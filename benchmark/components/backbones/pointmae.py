@@ -178,7 +178,9 @@ class _Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class _Mlp(nn.Module):
+class Mlp(nn.Module):
+    """Linear - GELU - Linear (the transformer blocks' MLP; also M3DM's fusion block)."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -196,7 +198,7 @@ class _Block(nn.Module):
         self.attn = _Attention(dim, heads)
         self.drop_path = _DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, dim * 4)
+        self.mlp = Mlp(dim, dim * 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
