@@ -78,7 +78,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from benchmark.components.backbones.pointmae import Mlp
+from benchmark.components.backbones.pointmae import Mlp, check_state_keys, read_torch_checkpoint
 from benchmark.components.blur import btf_blur
 from benchmark.components.geometry.organized import resize_grid, resize_maps, valid_cells
 from benchmark.components.geometry.pointops import (
@@ -287,14 +287,7 @@ class FeatureFusionBlock(nn.Module):
 
 def _load_uff(path: Path, block: FeatureFusionBlock) -> None:
     """Loads the official UFF checkpoint ({'model': state_dict, 'optimizer', 'args', ...})."""
-    from benchmark.components.backbones.pointmae import check_state_keys
-
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{path}: cannot read M3DM UFF checkpoint ({type(err).__name__}: "
-                           f"{err})") from err
+    obj = read_torch_checkpoint(path, "M3DM UFF checkpoint", allow=(argparse.Namespace,))
     state = obj.get("model", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path}: not an M3DM UFF checkpoint (expected a 'model' state dict)")

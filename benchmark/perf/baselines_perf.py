@@ -15,18 +15,17 @@ thread pools' start); each case runs in a fresh process (spawn) so that its peak
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import sys
 import time
 
 import numpy as np
 
 from benchmark.perf import suite
-from benchmark.perf.methods_perf import _cloud, _rss_now_mb, _scan
+from benchmark.perf.methods_perf import in_child, organized_scan, rss_now_mb, surface_cloud
 
 
 def _rgb_scan(i: int, size: int):
-    s = _scan(i, size)
+    s = organized_scan(i, size)
     yy, xx = np.mgrid[0:size, 0:size]
     rgb = np.stack([120 + 80 * np.sin(xx / 9), 90 + 40 * np.cos(yy / 7), 60 + 0 * xx], -1)
     s.rgb = rgb.clip(0, 255).astype(np.uint8)
@@ -37,10 +36,10 @@ def _run_case(case: dict, conn) -> None:
     from benchmark.perf import peak_rss_mb
     from benchmark.registry import METHODS
 
-    make = {"cloud": lambda i: _cloud(i, case["points"]),
+    make = {"cloud": lambda i: surface_cloud(i, case["points"]),
             "rgbscan": lambda i: _rgb_scan(i, case["size"])}[case["kind"]]
     data = [make(i) for i in range(3)]
-    base = _rss_now_mb()
+    base = rss_now_mb()
     det = METHODS.create(case["preset"], **case["args"])
     t0 = time.perf_counter()
     det.fit(data[:2])
@@ -55,20 +54,6 @@ def _run_case(case: dict, conn) -> None:
            "score": pred.score}
     row.update({f"{k}_s": v for k, v in det.timer.per_sample().items()})
     conn.send(row)
-
-
-def _in_child(case: dict) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_case, args=(case, child))
-    proc.start()
-    child.close()
-    try:
-        row = parent.recv()
-    except EOFError:
-        row = {"preset": case["preset"], "input": case["label"], "error": "child failed"}
-    proc.join()
-    return row
 
 
 @suite("baselines")
@@ -92,6 +77,6 @@ def baselines(quick: bool = False) -> list[dict]:
                   "label": f"{size}x{size} RGB scan", "args": full})
     rows = []
     for case in cases:
-        rows.append(_in_child(case))
+        rows.append(in_child(case, _run_case))
         print(f"baselines perf: {rows[-1]}", file=sys.stderr, flush=True)
     return rows

@@ -7,7 +7,7 @@ cloud). Fine-tuning runs ``epochs=2`` (one IUN and one IAN epoch) so that ``trai
 is measured without the cost of the default 20 epochs; ``fit_s_per_sample`` includes those 2
 epochs (add 18 x train_s_per_epoch / 2 per sample for the default E = 20). Random-weight
 Point-MAE (``pretrained=False``: the timing does not depend on the weights). Each case runs in a
-fresh process (methods_perf._in_child) so its peak RSS is its own.
+fresh process (methods_perf.in_child) so its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import sys
 import time
 
 from benchmark.perf import suite
-from benchmark.perf.methods_perf import _cloud, _in_child, _rss_now_mb
+from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud
 
 
 def _run_case(case: dict, conn) -> None:
     from benchmark.perf import peak_rss_mb
     from benchmark.registry import METHODS
 
-    data = [_cloud(i, case["points"]) for i in range(3)]
-    base = _rss_now_mb()
+    data = [surface_cloud(i, case["points"]) for i in range(3)]
+    base = rss_now_mb()
     det = METHODS.create(case["preset"], **case["args"])
     t0 = time.perf_counter()
     det.fit(data[:2])
@@ -56,6 +56,6 @@ def group3ad(quick: bool = False) -> list[dict]:
         if quick:
             args.update(ransac_iterations=10_000, num_group=2048)
         case = {"preset": "group3ad", "points": n, "label": f"{n:,} points", "args": args}
-        rows.append(_in_child(case, _run_case))
+        rows.append(in_child(case, _run_case))
         print(f"group3ad perf: {rows[-1]}", file=sys.stderr, flush=True)
     return rows

@@ -15,36 +15,11 @@ peak RSS is its own.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import sys
 import time
 
-import numpy as np
-
 from benchmark.perf import suite
-
-
-def _cloud(i: int, n: int):
-    from benchmark.sample import Sample
-
-    rng = np.random.default_rng(i)
-    d = rng.normal(size=(n, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    x, y, z = d.T
-    r = 50 * (1 + 0.25 * x * y + 0.2 * np.sin(3 * x + 1) * z + 0.15 * np.cos(4 * y) * x)
-    pts = (d * r[:, None]).astype(np.float32)
-    return Sample(id=f"cloud{i}", dataset="perf", category="c", split="train", defect="good",
-                  points=pts, label=0)  # fmt: skip
-
-
-def _rss_now_mb() -> float:
-    import os
-
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
+from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud
 
 
 def _run_case(case: dict, conn) -> None:
@@ -53,8 +28,8 @@ def _run_case(case: dict, conn) -> None:
     if case["kind"] == "pretrain":
         from benchmark.components.backbones.pointmae_mae import PretrainConfig, pretrain_pointmae
 
-        clouds = [_cloud(i, case["points"]).points for i in range(case["clouds"])]
-        base = _rss_now_mb()
+        clouds = [surface_cloud(i, case["points"]).points for i in range(case["clouds"])]
+        base = rss_now_mb()
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -68,8 +43,8 @@ def _run_case(case: dict, conn) -> None:
         return
     from benchmark.registry import METHODS
 
-    data = [_cloud(i, case["points"]) for i in range(3)]
-    base = _rss_now_mb()
+    data = [surface_cloud(i, case["points"]) for i in range(3)]
+    base = rss_now_mb()
     det = METHODS.create("imrnet", pretrained=False, finetune_epochs=case["epochs"])
     t0 = time.perf_counter()
     det.fit(data[:2])
@@ -88,20 +63,6 @@ def _run_case(case: dict, conn) -> None:
     conn.send(row)
 
 
-def _in_child(case: dict) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_case, args=(case, child))
-    proc.start()
-    child.close()
-    try:
-        row = parent.recv()
-    except EOFError:
-        row = {"case": case["label"], "error": "child failed"}
-    proc.join()
-    return row
-
-
 @suite("imrnet")
 def imrnet(quick: bool = False) -> list[dict]:
     if quick:
@@ -115,6 +76,6 @@ def imrnet(quick: bool = False) -> list[dict]:
                       "epochs": 2})  # fmt: skip
     rows = []
     for case in cases:
-        rows.append(_in_child(case))
+        rows.append(in_child(case, _run_case))
         print(f"imrnet perf: {rows[-1]}", file=sys.stderr, flush=True)
     return rows

@@ -20,7 +20,7 @@ import numpy as np
 from benchmark.perf import suite
 
 
-def _scan(i: int, size: int):
+def organized_scan(i: int, size: int):
     from benchmark.sample import Sample
 
     rng = np.random.default_rng(i)
@@ -36,7 +36,7 @@ def _scan(i: int, size: int):
                   unit="m")
 
 
-def _cloud(i: int, n: int):
+def surface_cloud(i: int, n: int):
     """A lumpy closed surface of radius ~50 mm sampled with n points (Real3D-AD-like density)."""
     from benchmark.sample import Sample
 
@@ -55,10 +55,10 @@ def _run_case(case: dict, conn) -> None:
     from benchmark.registry import METHODS
 
     if case["kind"] == "scan":
-        data = [_scan(i, case["size"]) for i in range(3)]
+        data = [organized_scan(i, case["size"]) for i in range(3)]
     else:
-        data = [_cloud(i, case["points"]) for i in range(3)]
-    base = _rss_now_mb()
+        data = [surface_cloud(i, case["points"]) for i in range(3)]
+    base = rss_now_mb()
     det = METHODS.create(case["preset"], **case["args"])
     t0 = time.perf_counter()
     det.fit(data[:2])
@@ -80,7 +80,7 @@ def _run_case(case: dict, conn) -> None:
     conn.send(row)
 
 
-def _rss_now_mb() -> float:
+def rss_now_mb() -> float:
     import os
 
     try:
@@ -90,7 +90,7 @@ def _rss_now_mb() -> float:
         return float("nan")
 
 
-def _in_child(case: dict, target=_run_case) -> dict:
+def in_child(case: dict, target=_run_case) -> dict:
     """Runs ``target(case, conn)`` in a fresh (spawned) process; returns the row it sends."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -100,7 +100,7 @@ def _in_child(case: dict, target=_run_case) -> dict:
     try:
         row = parent.recv()
     except EOFError:
-        row = {"preset": case["preset"], "input": case["label"], "error": "child failed"}
+        row = {"case": case["label"], "error": "child failed"}
     proc.join()
     return row
 
@@ -118,6 +118,6 @@ def methods(quick: bool = False) -> list[dict]:
                       "label": f"{n:,} points", "args": args})  # fmt: skip
     rows = []
     for case in cases:
-        rows.append(_in_child(case))
+        rows.append(in_child(case))
         print(f"methods perf: {rows[-1]}", file=sys.stderr, flush=True)  # progress, case by case
     return rows

@@ -44,7 +44,7 @@ class Group3AD(Reg3DAD):
         num_nn: int = 1,
         normalize: str = "test",
         register: bool = True,
-        voxel_size: float | str = 0.5,
+        voxel_size: float | str = "0.5mm",
         ransac_iterations: int = 100000,
         cache: bool = True,
         pointmae_train_mode: bool = True,

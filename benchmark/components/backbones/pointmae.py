@@ -382,11 +382,12 @@ def _check_cloud(xyz: torch.Tensor | np.ndarray, device: torch.device) -> torch.
     return xyz.contiguous()
 
 
-def read_torch_checkpoint(path: str | os.PathLike, what: str) -> object:
+def read_torch_checkpoint(path: str | os.PathLike, what: str, allow: tuple = ()) -> object:
     """``torch.load`` of a checkpoint without running code from it (weights_only; the numpy
-    scalars that some checkpoints store beside the weights are allowed); WeightsError otherwise."""
+    scalars that some checkpoints store beside the weights are allowed, plus the classes in
+    `allow`); WeightsError otherwise."""
     path = Path(path)
-    safe = [np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}]
+    safe = [np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}, *allow]
     scalar = getattr(getattr(np, "_core", np), "multiarray", None)
     if scalar is not None and hasattr(scalar, "scalar"):
         safe.append(scalar.scalar)

@@ -42,7 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.components.backbones.pointmae import POINTMAE_WEIGHTS, _Block, _extract_state
+from benchmark.components.backbones.pointmae import (
+    POINTMAE_WEIGHTS,
+    _Block,
+    _extract_state,
+    read_torch_checkpoint,
+)
 from benchmark.components.geometry.pointops import farthest_point_sample, group_knn
 from benchmark.errors import ContractError, WeightsError
 from benchmark.weights import resolve_weights
@@ -268,20 +273,6 @@ def scale_and_translate(
 # checkpoints
 
 
-def _load_raw(path: Path) -> object:
-    safe = [np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}]
-    scalar = getattr(getattr(np, "_core", np), "multiarray", None)
-    if scalar is not None and hasattr(scalar, "scalar"):
-        safe.append(scalar.scalar)
-    try:
-        with torch.serialization.safe_globals(safe):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated file, not a torch file, disallowed pickled objects
-        raise WeightsError(
-            f"{path}: cannot read Point-MAE checkpoint ({type(err).__name__}: {err})"
-        ) from err
-
-
 def _tile_head(value: torch.Tensor, want: tuple[int, ...], key: str) -> torch.Tensor:
     """The official head predicts 3*32 values per patch; a model with group size K > 32 gets
     each predicted point repeated (point j of the new head = point j mod 32 of the official
@@ -304,7 +295,7 @@ def load_pointmae_mae_checkpoint(
     difference (``adapt_head``): the prediction head of a checkpoint trained with another group
     size is tiled (or truncated) to this model's point count, see `_tile_head`."""
     path = Path(path)
-    raw = _extract_state(_load_raw(path), path)
+    raw = _extract_state(read_torch_checkpoint(path, "Point-MAE checkpoint"), path)
     state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in raw.items()}
     notes: list[str] = []
     missing = sorted(set(expected) - set(state))
@@ -507,7 +498,7 @@ def pretrain_pointmae(
         torch.manual_seed(cfg.seed)  # the random initialisation (init=False) is seeded too
         model, _, notes = build_pointmae(init, **cfg.model_shape())
     if resume and out.is_file():
-        old = _load_raw(out)
+        old = read_torch_checkpoint(out, "Point-MAE checkpoint")
         saved = old.get("config") if isinstance(old, Mapping) else None
         same = {**asdict(cfg), "epochs": None}
         if not isinstance(saved, Mapping) or {**saved, "epochs": None} != same:
