@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_workers():
+    """A test may not leave a child process or a non-daemon thread behind: either keeps the
+    interpreter from exiting, so the suite would print its summary and then hang (as CI did)."""
+    threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        children = multiprocessing.active_children()
+        threads = [t for t in threading.enumerate() if t not in threads_before
+                   and t.is_alive() and not t.daemon]
+        if not children and not threads:
+            return
+        time.sleep(0.05)
+    for child in children:
+        child.kill()
+    pytest.fail(f"the test left child processes {children} and threads {threads} running")

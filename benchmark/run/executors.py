@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=1,
                                    initializer=_ignore_sigint)
+        futures: dict[Future, tuple[Any, ...]] = {}
         try:
             futures = {pool.submit(fn, *a): a for a in args}
             pending = set(futures)
@@ -59,11 +60,34 @@ class ProcessExecutor:
                     except Exception as err:  # the worker process died (OOM kill, segfault)
                         yield futures[fut], err
         except BaseException:  # Ctrl-C (or the consumer stopped): stop the workers now, quietly
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool, futures)
             raise
         pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, futures: Iterable[Future], grace_s: float = 10.0) -> None:
+    """Cancels the queued jobs and terminates workers until no job runs, then shuts the pool.
+
+    One pass is not enough: with max_tasks_per_child=1 the manager thread may be starting a
+    replacement worker meanwhile, and a live worker keeps the manager (and so the interpreter's
+    exit) waiting for ever. shutdown(wait=False) is not used: in Python 3.11 it races with
+    that replacement and crashes the manager thread."""
+    futures = list(futures)
+    for fut in futures:
+        fut.cancel()
+    manager = getattr(pool, "_executor_manager_thread", None)
+    deadline = time.monotonic() + grace_s
+    while manager is not None and manager.is_alive() and any(f.running() for f in futures):
+        late = time.monotonic() > deadline
+        try:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+        except RuntimeError:  # the manager changed the dict under us: look again
+            workers = []
+        for proc in workers:
+            if proc.is_alive():
+                proc.kill() if late else proc.terminate()
+        manager.join(0.05)
+    pool.shutdown(wait=True)
 
 
 def _ignore_sigint() -> None:
