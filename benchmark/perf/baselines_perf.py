@@ -4,8 +4,8 @@ unorganized clouds and of M3DM, at their default sizes.
 - ``btf_fpfh_real3d`` (Real3D-AD's BTF(FPFH): per-point FPFH, every 100th / 500th point, no
   coreset) on clouds of 12k and 100k points (the official code takes 0.23 s per 12k-point test
   sample on 2 cores, specs/methods.md §O); also ``sampling="density"`` at 12k.
-- ``m3dm_pointmae`` (16384 groups of 128, official train-mode extractor) on a 100k-point cloud
-  (quick: 1024 groups, 20k points).
+- ``m3dm_pointmae`` and ``m3dm_pointbert`` (16384 groups of 128, official train-mode extractor)
+  on a 100k-point cloud (quick: 1024 groups, 20k points).
 - ``m3dm`` full (224x224, DINO ViT-B/8, Point-MAE 1024 groups, UFF, three banks + OCSVMs) on an
   800x800 organized RGB scan (quick: tiny ViT, 200x200).
 Weights are random (``pretrained=False``: same arithmetic as the real checkpoints). Fit on 2
@@ -16,12 +16,11 @@ thread pools' start); each case runs in a fresh process (spawn) so that its peak
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 
 from benchmark.perf import suite
-from benchmark.perf.methods_perf import in_child, organized_scan, rss_now_mb, surface_cloud
+from benchmark.perf.methods_perf import in_child, organized_scan, surface_cloud, time_fit_predict
 
 
 def _rgb_scan(i: int, size: int):
@@ -33,26 +32,9 @@ def _rgb_scan(i: int, size: int):
 
 
 def _run_case(case: dict, conn) -> None:
-    from benchmark.perf import peak_rss_mb
-    from benchmark.registry import METHODS
-
     make = {"cloud": lambda i: surface_cloud(i, case["points"]),
             "rgbscan": lambda i: _rgb_scan(i, case["size"])}[case["kind"]]
-    data = [make(i) for i in range(3)]
-    base = rss_now_mb()
-    det = METHODS.create(case["preset"], **case["args"])
-    t0 = time.perf_counter()
-    det.fit(data[:2])
-    fit_s = (time.perf_counter() - t0) / 2
-    if case.get("warmup"):  # lazy imports and thread pools (Open3D, faiss) out of the figure
-        det.predict(data[2])
-    t0 = time.perf_counter()
-    pred = det.predict(data[2])
-    predict_s = time.perf_counter() - t0
-    row = {"preset": case["preset"], "input": case["label"], "fit_s_per_sample": fit_s,
-           "predict_s_per_sample": predict_s, "base_rss_mb": base, "peak_rss_mb": peak_rss_mb(),
-           "score": pred.score}
-    row.update({f"{k}_s": v for k, v in det.timer.per_sample().items()})
+    _, row = time_fit_predict(case, [make(i) for i in range(3)], warmup=case.get("warmup", False))
     conn.send(row)
 
 
@@ -66,9 +48,10 @@ def baselines(quick: bool = False) -> list[dict]:
                   "label": "12,000 points, sampling=density", "args": {"sampling": "density"},
                   "warmup": True})
     groups, points = (1024, 20_000) if quick else (16384, 100_000)
-    cases.append({"preset": "m3dm_pointmae", "kind": "cloud", "points": points,
-                  "label": f"{points:,} points, {groups} groups x 128",
-                  "args": {"pretrained": False, "num_group": groups}})  # fmt: skip
+    for preset in ("m3dm_pointmae", "m3dm_pointbert"):
+        cases.append({"preset": preset, "kind": "cloud", "points": points,
+                      "label": f"{points:,} points, {groups} groups x 128",
+                      "args": {"pretrained": False, "num_group": groups}})  # fmt: skip
     full = {"pretrained": False, "fusion": "train", "uff_batch_size": 2}
     if quick:
         full.update(rgb_arch={"img_size": 224, "embed_dim": 64, "depth": 2, "num_heads": 2})

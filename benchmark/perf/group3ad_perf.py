@@ -13,37 +13,15 @@ fresh process (methods_perf.in_child) so its peak RSS is its own.
 from __future__ import annotations
 
 import sys
-import time
 
 from benchmark.perf import suite
-from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud
+from benchmark.perf.methods_perf import in_child, surface_cloud, time_fit_predict
 
 
 def _run_case(case: dict, conn) -> None:
-    from benchmark.perf import peak_rss_mb
-    from benchmark.registry import METHODS
-
     data = [surface_cloud(i, case["points"]) for i in range(3)]
-    base = rss_now_mb()
-    det = METHODS.create(case["preset"], **case["args"])
-    t0 = time.perf_counter()
-    det.fit(data[:2])
-    fit_s = (time.perf_counter() - t0) / 2
-    t0 = time.perf_counter()
-    pred = next(iter(det.predict_many(data[2:])))
-    predict_s = time.perf_counter() - t0
-    totals = det.timer.per_sample()
-    row = {
-        "preset": case["preset"],
-        "input": case["label"],
-        "fit_s_per_sample": fit_s,
-        "predict_s_per_sample": predict_s,
-        "train_s_per_epoch": det.timer.total.get("fine_tune", 0.0) / max(1, det.epochs),
-        "base_rss_mb": base,
-        "peak_rss_mb": peak_rss_mb(),
-        "score": pred.score,
-    }
-    row.update({f"{k}_s": v for k, v in totals.items() if k != "fine_tune"})
+    det, row = time_fit_predict(case, data, many=True, skip_timers=("fine_tune",))
+    row["train_s_per_epoch"] = det.timer.total.get("fine_tune", 0.0) / max(1, det.epochs)
     conn.send(row)
 
 

@@ -16,10 +16,9 @@ peak RSS is its own.
 from __future__ import annotations
 
 import sys
-import time
 
 from benchmark.perf import suite
-from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud
+from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud, time_fit_predict
 
 
 def _run_case(case: dict, conn) -> None:
@@ -37,29 +36,14 @@ def _run_case(case: dict, conn) -> None:
                                  num_group=case["num_group"], group_size=case["group_size"],
                                  mask_ratio=0.4, warmup_epochs=0)  # fmt: skip
             out = pretrain_pointmae(clouds, f"{tmp}/p.pth", cfg, show_progress=False)
-        conn.send({"case": case["label"], "clouds_per_s": out["clouds_per_s"],
-                   "seconds": out["seconds"], "base_rss_mb": base,
-                   "peak_rss_mb": peak_rss_mb()})  # fmt: skip
+        conn.send({"preset": "Point-MAE pre-training", "input": case["label"],
+                   "clouds_per_s": out["clouds_per_s"], "seconds": out["seconds"],
+                   "base_rss_mb": base, "peak_rss_mb": peak_rss_mb()})  # fmt: skip
         return
-    from benchmark.registry import METHODS
-
     data = [surface_cloud(i, case["points"]) for i in range(3)]
-    base = rss_now_mb()
-    det = METHODS.create("imrnet", pretrained=False, finetune_epochs=case["epochs"])
-    t0 = time.perf_counter()
-    det.fit(data[:2])
-    fit_s = (time.perf_counter() - t0) / 2
-    t0 = time.perf_counter()
-    pred = det.predict(data[2])
-    row = {
-        "case": case["label"],
-        "fit_s_per_sample": fit_s,
-        "finetune_s_per_epoch": det.timer.total.get("finetune", 0.0) / max(case["epochs"], 1),
-        "predict_s_per_sample": time.perf_counter() - t0,
-        "base_rss_mb": base,
-        "peak_rss_mb": peak_rss_mb(),
-        "score": pred.score,
-    }
+    det, row = time_fit_predict(case, data, skip_timers=("finetune",))
+    epochs = max(1, case["args"]["finetune_epochs"])
+    row["finetune_s_per_epoch"] = det.timer.total.get("finetune", 0.0) / epochs
     conn.send(row)
 
 
@@ -72,8 +56,8 @@ def imrnet(quick: bool = False) -> list[dict]:
         cases = [{"kind": "pretrain", "label": "pretrain 8 x 8192 pts (256x64)", "clouds": 8,
                   "points": 12000, "npoints": 8192, "num_group": 256, "group_size": 64}]
     for n in [12_000] if quick else [12_000, 100_000, 1_000_000]:
-        cases.append({"kind": "imrnet", "label": f"imrnet {n:,} points", "points": n,
-                      "epochs": 2})  # fmt: skip
+        cases.append({"kind": "imrnet", "preset": "imrnet", "label": f"{n:,} points",
+                      "points": n, "args": {"pretrained": False, "finetune_epochs": 2}})
     rows = []
     for case in cases:
         rows.append(in_child(case, _run_case))

@@ -50,33 +50,38 @@ def surface_cloud(i: int, n: int):
                   points=pts - pts.mean(0), label=0, unit="mm")
 
 
-def _run_case(case: dict, conn) -> None:
+def time_fit_predict(case: dict, data: list, *, many: bool = False, warmup: bool = False,
+                     skip_timers: tuple[str, ...] = ()) -> tuple[object, dict]:
+    """Creates ``case["preset"]`` with ``case["args"]``, fits it on data[:2] and predicts
+    data[2] (``many``: through predict_many; ``warmup``: one untimed prediction first, which
+    pays lazy imports and thread-pool starts). Returns the detector and the common row."""
     from benchmark.perf import peak_rss_mb
     from benchmark.registry import METHODS
 
-    if case["kind"] == "scan":
-        data = [organized_scan(i, case["size"]) for i in range(3)]
-    else:
-        data = [surface_cloud(i, case["points"]) for i in range(3)]
     base = rss_now_mb()
     det = METHODS.create(case["preset"], **case["args"])
     t0 = time.perf_counter()
     det.fit(data[:2])
     fit_s = (time.perf_counter() - t0) / 2
+    if warmup:
+        det.predict(data[2])
     t0 = time.perf_counter()
-    pred = det.predict(data[2])
+    pred = next(iter(det.predict_many(data[2:]))) if many else det.predict(data[2])
     predict_s = time.perf_counter() - t0
-    row = {
-        "preset": case["preset"],
-        "input": case["label"],
-        "fit_s_per_sample": fit_s,
-        "predict_s_per_sample": predict_s,
-        "base_rss_mb": base,
-        "peak_rss_mb": peak_rss_mb(),
-        "bank": len(getattr(det, "bank", None) or next(iter(det.banks.values()))),
-        "score": pred.score,
-    }
-    row.update({f"{k}_s": v for k, v in det.timer.per_sample().items()})
+    row = {"preset": case["preset"], "input": case["label"], "fit_s_per_sample": fit_s,
+           "predict_s_per_sample": predict_s, "base_rss_mb": base, "peak_rss_mb": peak_rss_mb(),
+           "score": pred.score}
+    row.update({f"{k}_s": v for k, v in det.timer.per_sample().items() if k not in skip_timers})
+    return det, row
+
+
+def _run_case(case: dict, conn) -> None:
+    if case["kind"] == "scan":
+        data = [organized_scan(i, case["size"]) for i in range(3)]
+    else:
+        data = [surface_cloud(i, case["points"]) for i in range(3)]
+    det, row = time_fit_predict(case, data)
+    row["bank"] = len(getattr(det, "bank", None) or next(iter(det.banks.values())))
     conn.send(row)
 
 
