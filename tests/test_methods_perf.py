@@ -35,3 +35,16 @@ def _send_pid(case: dict, conn) -> None:
     import os
 
     conn.send({"pid": os.getpid(), "label": case["label"]})
+
+
+def test_readme_lists_every_perf_suite():
+    import re
+    from pathlib import Path
+
+    from benchmark.perf import SUITES, discover
+
+    discover()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listed = re.search(r"\(suites: ([a-z0-9_, ]+)\)", readme)
+    assert listed, "README's make perf row lost its list of suites"
+    assert sorted(s.strip() for s in listed.group(1).split(",")) == sorted(SUITES)
