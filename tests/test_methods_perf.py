@@ -3,6 +3,11 @@ with a fast preset (the full suites are `make perf ARGS=methods|baselines|group3
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
+from benchmark.perf import SUITES, discover
 from benchmark.perf.methods_perf import in_child, surface_cloud, time_fit_predict
 
 
@@ -25,8 +30,6 @@ def test_skipped_timers_leave_the_row():
 
 
 def test_each_case_runs_in_its_own_process():
-    import os
-
     row = in_child({"label": "child"}, _send_pid)
     assert row["pid"] != os.getpid()
 
@@ -38,11 +41,6 @@ def _send_pid(case: dict, conn) -> None:
 
 
 def test_readme_lists_every_perf_suite():
-    import re
-    from pathlib import Path
-
-    from benchmark.perf import SUITES, discover
-
     discover()
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     listed = re.search(r"\(suites: ([a-z0-9_, ]+)\)", readme)

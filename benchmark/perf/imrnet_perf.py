@@ -16,30 +16,29 @@ peak RSS is its own.
 from __future__ import annotations
 
 import sys
+import tempfile
 
 from benchmark.perf import suite
 from benchmark.perf.methods_perf import in_child, rss_now_mb, surface_cloud, time_fit_predict
 
 
-def _run_case(case: dict, conn) -> None:
+def _pretrain_case(case: dict, conn) -> None:
+    from benchmark.components.backbones.pointmae_mae import PretrainConfig, pretrain_pointmae
     from benchmark.perf import peak_rss_mb
 
-    if case["kind"] == "pretrain":
-        from benchmark.components.backbones.pointmae_mae import PretrainConfig, pretrain_pointmae
+    clouds = [surface_cloud(i, case["points"]).points for i in range(case["clouds"])]
+    base = rss_now_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = PretrainConfig(epochs=1, batch_size=4, npoints=case["npoints"],
+                             num_group=case["num_group"], group_size=case["group_size"],
+                             mask_ratio=0.4, warmup_epochs=0)  # fmt: skip
+        out = pretrain_pointmae(clouds, f"{tmp}/p.pth", cfg, show_progress=False)
+    conn.send({"preset": "Point-MAE pre-training", "input": case["label"],
+               "clouds_per_s": out["clouds_per_s"], "seconds": out["seconds"],
+               "base_rss_mb": base, "peak_rss_mb": peak_rss_mb()})  # fmt: skip
 
-        clouds = [surface_cloud(i, case["points"]).points for i in range(case["clouds"])]
-        base = rss_now_mb()
-        import tempfile
 
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = PretrainConfig(epochs=1, batch_size=4, npoints=case["npoints"],
-                                 num_group=case["num_group"], group_size=case["group_size"],
-                                 mask_ratio=0.4, warmup_epochs=0)  # fmt: skip
-            out = pretrain_pointmae(clouds, f"{tmp}/p.pth", cfg, show_progress=False)
-        conn.send({"preset": "Point-MAE pre-training", "input": case["label"],
-                   "clouds_per_s": out["clouds_per_s"], "seconds": out["seconds"],
-                   "base_rss_mb": base, "peak_rss_mb": peak_rss_mb()})  # fmt: skip
-        return
+def _imrnet_case(case: dict, conn) -> None:
     data = [surface_cloud(i, case["points"]) for i in range(3)]
     det, row = time_fit_predict(case, data, skip_timers=("finetune",))
     epochs = max(1, case["args"]["finetune_epochs"])
@@ -60,6 +59,6 @@ def imrnet(quick: bool = False) -> list[dict]:
                       "points": n, "args": {"pretrained": False, "finetune_epochs": 2}})
     rows = []
     for case in cases:
-        rows.append(in_child(case, _run_case))
+        rows.append(in_child(case, _pretrain_case if case["kind"] == "pretrain" else _imrnet_case))
         print(f"imrnet perf: {rows[-1]}", file=sys.stderr, flush=True)
     return rows

@@ -105,7 +105,7 @@ def in_child(case: dict, target=_run_case) -> dict:
     try:
         row = parent.recv()
     except EOFError:
-        row = {"case": case["label"], "error": "child failed"}
+        row = {"preset": case.get("preset", ""), "input": case["label"], "error": "child failed"}
     proc.join()
     return row
 
